@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing,
+# install the pinned dependencies (once per pyproject.toml change), check Java and run.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install java demo test lint typecheck unit integration e2e clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@echo ">> installing vidx and pinned dependencies into $(VENV) (torch alone is ~5 GB; a minute from local wheels)"
+	$(PIP) install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
+	$(PIP) install -q -e '.[test]' 2> >(grep -v '^WARNING: Location' >&2)
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+java:
+	@bash infra/ensure_java.sh
+
+demo: install java
+	$(BIN)/vidx demo --workdir $(or $(WORKDIR),./vidx-demo)
+
+lint: install
+	$(BIN)/ruff check lib schemas tests jobs bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+test: install java lint typecheck
+	$(BIN)/pytest tests -q --durations=15
+
+clean:
+	rm -rf vidx-demo .pytest_cache .mypy_cache .ruff_cache

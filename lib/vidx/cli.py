@@ -1,0 +1,135 @@
+"""`vidx` command line: the same stages as jobs/*.py, run locally (Spark `local[*]` by default)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vidx.config import VidxConfig, load_config
+from vidx.errors import VidxError
+
+LOG = logging.getLogger("vidx")
+
+
+def _common(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    p.add_argument("--config", help="YAML config file (default: $VIDX_CONFIG)")
+    p.add_argument("--warehouse", "-w", help="warehouse root URI (tables/, indexes/); default ./warehouse")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    if model:
+        p.add_argument("--model", help="open_clip model name (default vidx-tiny)")
+        p.add_argument("--pretrained", help="open_clip pretrained tag, checkpoint path, or 'random'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidx", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("embed", help="decode + encode new videos of an archive into the Delta tables")
+    p.add_argument("archive", help="archive root: local path or pyarrow/fsspec URI (s3://, gs://...)")
+    _common(p)
+    p.add_argument("--master", help="Spark master (default local[*]), e.g. spark://host:7077")
+    p.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
+    p.add_argument("--sample-fps", type=float, help="frames sampled per second (default 1)")
+    p.add_argument("--clip-seconds", type=float, help="clip window length (default 4)")
+    p = sub.add_parser("build-index", help="build and publish a FAISS index from a pinned clips version")
+    _common(p, model=False)
+    p.add_argument("--model-id", help="model_id to index (default: the only one in the table)")
+    p.add_argument("--version", type=int, help="clips table version to pin (default: latest)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the current index is up to date")
+    p = sub.add_parser("search", help="search the published index by text or image")
+    p.add_argument("text", nargs="?", help="text query")
+    p.add_argument("--image", help="image file to search with")
+    p.add_argument("-k", type=int, help="number of results (default 10)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--model-id", help="which model's index (default: the only one)")
+    _common(p, model=False)
+    p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
+    p = sub.add_parser("demo", help="generate a sample archive, embed, index and search it")
+    p.add_argument("--workdir", default="./vidx-demo", help="where archive and warehouse go")
+    p.add_argument("--master", help="Spark master (default local[*])")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--config", help="YAML config file")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> VidxConfig:
+    return load_config(getattr(args, "config", None), overrides={
+        "warehouse": getattr(args, "warehouse", None),
+        "encode.model": getattr(args, "model", None) if args.command != "search" else None,
+        "encode.pretrained": getattr(args, "pretrained", None) if args.command != "search" else None,
+        "spark.master": getattr(args, "master", None),
+        "decode.sample_fps": getattr(args, "sample_fps", None),
+        "clips.seconds": getattr(args, "clip_seconds", None),
+        "search.k": getattr(args, "k", None),
+    })
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        datefmt="%H:%M:%S", handlers=[RichHandler(show_path=False, rich_tracebacks=False)])
+    for noisy in ("py4j", "urllib3", "filelock", "numexpr", "root"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_embed(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.report import print_embed_report
+    from vidx.spark.embed import run_embed
+
+    report = run_embed(cfg, args.archive, run_id=args.run_id)
+    print_embed_report(report)
+    return 0
+
+
+def cmd_build_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.index.from_table import build_from_warehouse
+    from vidx.report import print_build_result
+
+    print_build_result(build_from_warehouse(cfg, model_id=args.model_id, version=args.version, force=args.force))
+    return 0
+
+
+def cmd_search(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.report import print_hits
+    from vidx.serve.query import Searcher
+
+    if bool(args.text) == bool(args.image):
+        raise VidxError("give exactly one query: a TEXT argument or --image PATH")
+    searcher = Searcher(cfg.warehouse, model_id=args.model_id, pretrained=args.pretrained)
+    k = cfg.search.k
+    hits = searcher.search_text(args.text, k) if args.text else searcher.search_image(args.image, k)
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=2))
+    else:
+        print_hits(hits, title=f"{args.text or args.image}  (index {searcher.loaded.version})")
+    return 0
+
+
+def cmd_demo(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.demo import run_demo
+
+    run_demo(args.workdir, cfg)
+    return 0
+
+
+COMMANDS: dict[str, Any] = {"embed": cmd_embed, "build-index": cmd_build_index, "search": cmd_search,
+                            "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        cfg = _config(args)
+        return int(COMMANDS[args.command](cfg, args))
+    except VidxError as exc:
+        LOG.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

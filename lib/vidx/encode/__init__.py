@@ -1,0 +1,1 @@
+"""Model loading, batched encoding and clip pooling."""

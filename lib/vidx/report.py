@@ -1,0 +1,56 @@
+"""Human-readable output for the CLI (rich tables). Machine-readable output is `--json`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+CONSOLE = Console()
+
+
+def print_embed_report(report: Any) -> None:
+    table = Table(title=f"embed run {report.run_id}  model {report.model_id}", show_header=False)
+    rows = [
+        ("files listed", report.listed), ("unchanged (skipped)", report.skipped_unchanged),
+        ("changed (not re-embedded)", report.changed_skipped), ("processed", report.processed),
+        ("ok", report.ok), ("failed", report.failed), ("work units", report.units),
+        ("frames", report.frames), ("clips committed", report.clips),
+        ("clips table version", report.clips_version), ("videos table version", report.videos_version),
+        ("wall time", f"{report.wall_s:.1f} s"),
+        ("frames/s (wall)", f"{report.frames_per_s:.1f}"),
+        ("decode / encode (task s)", f"{report.decode_s:.1f} / {report.encode_s:.1f}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    CONSOLE.print(table)
+    for failure in report.failures:
+        CONSOLE.print(f"[yellow]failed[/] {failure['uri']}: [{failure['error_class']}] {failure['error']}")
+
+
+def print_build_result(result: Any) -> None:
+    if result.up_to_date:
+        CONSOLE.print(f"index for {result.model_id} is up to date (clips version {result.table_version})")
+        return
+    m = result.published.manifest
+    CONSOLE.print(f"published index [bold]{m['version']}[/] for {m['model_id']}: {m['count']} vectors, "
+                  f"{m['params']['factory']}, nprobe {m['nprobe']}, recall@10 {m['recall_at_10']:.3f}, "
+                  f"built in {m['build_seconds']:.1f} s from clips version {m['table_version']}")
+    CONSOLE.print(f"  {result.published.uri}")
+
+
+def _fmt_time(seconds: float) -> str:
+    minutes, sec = divmod(seconds, 60)
+    return f"{int(minutes)}:{sec:04.1f}"
+
+
+def print_hits(hits: Sequence[Any], *, title: str) -> None:
+    table = Table(title=title)
+    for col in ("#", "score", "uri", "start-end", "clip"):
+        table.add_column(col)
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.uri, f"{_fmt_time(hit.start_s)}-{_fmt_time(hit.end_s)}",
+                      str(hit.clip_idx))
+    CONSOLE.print(table)

@@ -1,0 +1,196 @@
+"""What runs inside Spark tasks: probe and embed (clip-retrieval's reader -> mapper -> writer).
+
+Each task gets an iterator of Arrow batches of work items and yields Arrow batches of results.
+Builders (model, decoder) are called inside the executor; the model is cached per Python worker,
+and Spark reuses workers, so it loads once per worker, not once per task. A bad video becomes a
+`failed` result and the task goes on; anything else (storage, out of memory) raises so Spark
+retries the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vidx.config import VidxConfig
+from vidx.errors import DecodeError, VidxError, WorkUnitError
+from vidx.tables.files import write_data_file
+
+LOG = logging.getLogger(__name__)
+
+PROBE_IN = pa.schema([("video_id", pa.string()), ("uri", pa.string())])
+PROBE_OUT = pa.schema([
+    ("video_id", pa.string()), ("duration_s", pa.float64()), ("fps", pa.float64()),
+    ("width", pa.int32()), ("height", pa.int32()), ("codec", pa.string()),
+    ("error_class", pa.string()), ("error", pa.string()),
+])
+UNITS_IN = pa.schema([("bin", pa.int32()), ("unit_id", pa.string()), ("video_id", pa.string()),
+                      ("uri", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+                      ("duration_s", pa.float64())])
+EMBED_OUT = pa.schema([
+    ("kind", pa.string()),            # "unit" (one per work unit) or "file" (one per data file)
+    ("unit_id", pa.string()), ("video_id", pa.string()),
+    ("error_class", pa.string()), ("error", pa.string()),
+    ("n_clips", pa.int32()), ("n_frames", pa.int32()),
+    ("decode_s", pa.float64()), ("encode_s", pa.float64()),
+    ("file", pa.string()),            # DataFile JSON for kind == "file"
+])
+_FLUSH_ROWS = 50_000  # bounds executor memory: ~50k clips x 512 floats ~ 100 MB
+
+
+def _probe_one(uri: str) -> dict[str, Any]:
+    from vidx.decode.probe import probe
+    from vidx.decode.source import local_copy
+
+    try:
+        with local_copy(uri) as path:
+            info = probe(path)
+    except DecodeError as exc:
+        return {"error_class": exc.error_class, "error": str(exc)}
+    except OSError as exc:
+        return {"error_class": "unreadable", "error": f"{type(exc).__name__}: {exc}"}
+    return {"duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
+            "codec": info.codec}
+
+
+def probe_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Header-only probe of each file: duration, fps, size, codec, or the reason it is unusable."""
+    for batch in batches:
+        rows = []
+        for rec in batch.to_pylist():
+            rows.append({"video_id": rec["video_id"], **_probe_one(rec["uri"])})
+        yield pa.RecordBatch.from_pylist(rows, schema=PROBE_OUT)
+
+
+@dataclass(frozen=True)
+class EmbedTask:
+    """Picklable mapInArrow function: decode -> encode -> pool -> write Parquet for a bin of units."""
+
+    cfg: VidxConfig
+    run_id: str
+    model_id: str
+    clips_uri: str
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from vidx.encode.models import ModelSpec, load_model
+
+        _set_threads(self.cfg.encode.threads)
+        lm = load_model(ModelSpec(self.cfg.encode.model, self.cfg.encode.pretrained),
+                        device=self.cfg.encode.device)
+        if lm.model_id != self.model_id:
+            raise WorkUnitError(f"executor loaded model {lm.model_id}, driver planned {self.model_id}; "
+                                "make the checkpoint file identical on every executor")
+        pending: list[pa.Table] = []
+        n_pending = 0
+        for batch in batches:
+            results = []
+            for unit in batch.to_pylist():
+                clips, result = self._run_unit(lm, unit)
+                results.append(result)
+                if clips is not None and clips.num_rows:
+                    pending.append(clips)
+                    n_pending += clips.num_rows
+            if n_pending >= _FLUSH_ROWS:
+                results.append(self._flush(pending))
+                pending, n_pending = [], 0
+            yield pa.RecordBatch.from_pylist(results, schema=EMBED_OUT)
+        if pending:
+            yield pa.RecordBatch.from_pylist([self._flush(pending)], schema=EMBED_OUT)
+
+    def _run_unit(self, lm: Any, unit: dict[str, Any]) -> tuple[pa.Table | None, dict[str, Any]]:
+        result: dict[str, Any] = {"kind": "unit", "unit_id": unit["unit_id"], "video_id": unit["video_id"]}
+        t0 = time.perf_counter()
+        try:
+            frames = _decode_unit(self.cfg, unit, lm.image_size)
+        except DecodeError as exc:
+            LOG.warning("unit %s (%s) failed: %s", unit["unit_id"], unit["uri"], exc)
+            return None, {**result, "error_class": exc.error_class, "error": str(exc), "n_clips": 0,
+                          "n_frames": 0, "decode_s": time.perf_counter() - t0}
+        t1 = time.perf_counter()
+        clips = _embed_frames(self, lm, unit, frames)
+        return clips, {**result, "n_clips": clips.num_rows, "n_frames": len(frames.times),
+                       "decode_s": t1 - t0, "encode_s": time.perf_counter() - t1}
+
+    def _flush(self, pending: list[pa.Table]) -> dict[str, Any]:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        hint = f"{self.run_id}-p{ctx.partitionId()}-a{ctx.attemptNumber()}" if ctx else self.run_id
+        try:
+            data = write_data_file(pa.concat_tables(pending), table_uri=self.clips_uri,
+                                   partition_values={"model_id": self.model_id}, name_hint=hint)
+        except OSError as exc:  # storage trouble is not the video's fault: let Spark retry the task
+            raise WorkUnitError(f"writing clips to {self.clips_uri} failed: {exc}") from exc
+        return {"kind": "file", "file": data.to_json()}
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    wanted = threads or (ctx.cpus() if ctx is not None else 0) or torch.get_num_threads()
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
+    from vidx.decode.decoder import decode_range
+    from vidx.decode.source import local_copy
+
+    end_s = unit["end_s"]
+    if not math.isfinite(end_s):
+        # The last unit is open-ended: frames past a wrong header duration are kept. The decoder
+        # drops sample times past the last real frame, so this bound only has to be generous.
+        duration = unit["duration_s"]
+        end_s = (duration + 60.0) if duration is not None and math.isfinite(duration) else 86_400.0
+    try:
+        with local_copy(unit["uri"]) as path:
+            return decode_range(path, start_s=unit["start_s"], end_s=end_s,
+                                sample_fps=cfg.decode.sample_fps, image_size=image_size,
+                                threads=cfg.decode.threads)
+    except FileNotFoundError as exc:
+        raise DecodeError(f"file disappeared before decoding: {exc}", error_class="unreadable") from exc
+
+
+def _embed_frames(task: EmbedTask, lm: Any, unit: dict[str, Any], frames: Any) -> pa.Table:
+    from vidx.encode.clips import fixed_windows
+    from vidx.encode.embedder import encode_frames, pool_clips
+
+    cfg = task.cfg
+    if len(frames.times) == 0:
+        return pa.Table.from_pylist([], schema=_clips_schema())
+    windows = fixed_windows(frames.times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
+                            sample_fps=cfg.decode.sample_fps)
+    try:
+        emb = encode_frames(lm, frames.frames, batch_size=cfg.encode.batch_size)
+    except VidxError:
+        raise
+    except RuntimeError as exc:  # e.g. CUDA OOM: retryable, not the video's fault
+        raise WorkUnitError(f"encoding unit {unit['unit_id']} failed: {exc}") from exc
+    pooled = pool_clips(emb, windows.frame_clip, len(windows.clip_idx))
+    n_frames = np.bincount(windows.frame_clip, minlength=len(windows.clip_idx))
+    frame_ts = [frames.pts[windows.frame_clip == i].tolist() for i in range(len(windows.clip_idx))]
+    dim = pooled.shape[1]
+    embedding = pa.ListArray.from_arrays(pa.array(np.arange(0, (len(pooled) + 1) * dim, dim, dtype=np.int32)),
+                                         pa.array(pooled.reshape(-1), type=pa.float32()))
+    n = len(windows.clip_idx)
+    return pa.Table.from_arrays([
+        pa.array([unit["video_id"]] * n, pa.string()), pa.array(windows.clip_idx, pa.int32()),
+        pa.array(windows.start_s, pa.float64()), pa.array(windows.end_s, pa.float64()),
+        pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
+        pa.array([task.model_id] * n, pa.string()), embedding, pa.array([task.run_id] * n, pa.string()),
+    ], schema=_clips_schema())
+
+
+def _clips_schema() -> pa.Schema:
+    from vidx_schemas import CLIPS_SCHEMA
+
+    return CLIPS_SCHEMA

@@ -1,0 +1,126 @@
+"""Driver side of Delta: commits, pinned reads. The only module in vidx that imports deltalake.
+
+Idempotence is checked here, not trusted to delta-rs: it accepts an app transaction whose version
+is not newer than the recorded one, so `commit_files` reads `transaction_version(app_id)` first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+from vidx.errors import TableError
+from vidx.storage import is_local, local_path
+from vidx.tables.files import DataFile
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    table_uri: str
+    version: int | None  # table version after the commit; None when nothing was committed
+    skipped: bool  # True when this (app_id, txn_version) was already committed earlier
+    files: int
+    rows: int
+
+
+def _delta_uri(uri: str) -> str:
+    return local_path(uri) if is_local(uri) else uri
+
+
+def open_table(table_uri: str, *, version: int | None = None) -> DeltaTable:
+    try:
+        return DeltaTable(_delta_uri(table_uri), version=version)
+    except TableNotFoundError as exc:
+        raise TableError(f"no Delta table at {table_uri}; run `vidx embed ARCHIVE --warehouse W` first") from exc
+    except Exception as exc:  # deltalake raises plain exceptions for a missing version
+        raise TableError(f"cannot open Delta table {table_uri} at version {version}: {exc}") from exc
+
+
+def table_exists(table_uri: str) -> bool:
+    return DeltaTable.is_deltatable(_delta_uri(table_uri))
+
+
+def latest_version(table_uri: str) -> int | None:
+    return open_table(table_uri).version() if table_exists(table_uri) else None
+
+
+def committed_txn_version(table_uri: str, app_id: str) -> int | None:
+    return open_table(table_uri).transaction_version(app_id) if table_exists(table_uri) else None
+
+
+def _actions(files: Sequence[DataFile]) -> list[AddAction | RemoveAction]:
+    return [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+
+
+def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema, partition_by: list[str],
+                 app_id: str, txn_version: int, mode: Literal["append"] = "append",
+                 metadata: dict[str, Any] | None = None) -> CommitInfo:
+    """Commit already-written data files in ONE Delta transaction tagged (app_id, txn_version).
+
+    Returns `skipped=True` without writing when that app transaction is already at or past
+    `txn_version` (a re-run after a crash between commit and bookkeeping).
+    """
+    uri = _delta_uri(table_uri)
+    rows = sum(f.num_records for f in files)
+    done = committed_txn_version(table_uri, app_id)
+    if done is not None and done >= txn_version:
+        LOG.info("%s: app transaction %s v%d already committed; skipping", table_uri, app_id, txn_version)
+        return CommitInfo(table_uri, None, True, 0, 0)
+    props = CommitProperties(custom_metadata=metadata or {},
+                             app_transactions=[Transaction(app_id, txn_version)])
+    try:
+        if table_exists(table_uri):
+            open_table(table_uri).create_write_transaction(
+                _actions(files), mode=mode, schema=schema, partition_by=partition_by or None,
+                commit_properties=props)
+        else:
+            adds = [a for a in _actions(files) if isinstance(a, AddAction)]
+            create_table_with_add_actions(uri, DeltaSchema.from_arrow(schema), adds, mode=mode,
+                                          partition_by=partition_by or None, commit_properties=props)
+    except CommitFailedError as exc:
+        raise TableError(f"commit to {table_uri} failed ({exc}); another writer may be committing. "
+                         "Re-run the same command: committed batches are skipped.") from exc
+    version = open_table(table_uri).version()
+    LOG.info("%s: committed %d files / %d rows as version %d", table_uri, len(files), rows, version)
+    return CommitInfo(table_uri, version, False, len(files), rows)
+
+
+def to_dataset(table_uri: str, *, version: int | None = None) -> ds.Dataset:
+    """A pyarrow dataset of a pinned table version (filter/projection pushdown for DuckDB, polars)."""
+    return open_table(table_uri, version=version).to_pyarrow_dataset()
+
+
+def read_table(table_uri: str, *, version: int | None = None, columns: list[str] | None = None,
+               filter: ds.Expression | None = None) -> pa.Table:
+    return to_dataset(table_uri, version=version).to_table(columns=columns, filter=filter)
+
+
+def read_rows(table_uri: str, *, version: int | None = None, columns: list[str] | None = None,
+              equals: dict[str, Any] | None = None) -> pa.Table:
+    """Rows whose columns equal the given values; empty table (right schema) if the table is absent."""
+    expr: ds.Expression | None = None
+    for key, value in (equals or {}).items():
+        term = pc.field(key) == value
+        expr = term if expr is None else expr & term
+    return read_table(table_uri, version=version, columns=columns, filter=expr)
+
+
+def file_uris(table_uri: str, *, version: int | None = None) -> list[str]:
+    """Data files of a version, for Spark: `spark.read.option("basePath", T).parquet(*uris)`."""
+    return list(open_table(table_uri, version=version).file_uris())
+
+
+def history(table_uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+    return list(open_table(table_uri).history(limit))

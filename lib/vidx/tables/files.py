@@ -1,0 +1,101 @@
+"""Executor side of a Delta write: one Parquet data file plus the facts the driver needs to commit it.
+
+deltalake does not compute file statistics for add actions, so they are computed here from the
+Arrow data (numRecords, minValues, maxValues, nullCount): without them readers cannot skip files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vidx.storage import filesystem, join
+
+LOG = logging.getLogger(__name__)
+
+# Long strings in min/max stats would bloat the log; a truncated *max* would be wrong, so skip it.
+_MAX_STAT_STRING = 64
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A written, not yet committed, data file. `path` is relative to the table root."""
+
+    path: str
+    size: int
+    partition_values: dict[str, str | None]
+    modification_time: int  # ms since epoch
+    num_records: int
+    stats: str  # Delta JSON stats
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> DataFile:
+        return DataFile(**json.loads(text))
+
+
+def _stat_value(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_STAT_STRING:
+        return None
+    if isinstance(value, float) and math.isnan(value):  # NaN is not a valid bound
+        return None
+    return value
+
+
+def file_stats(table: pa.Table) -> str:
+    """Delta per-file statistics for the primitive columns of `table`."""
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        nulls[name] = column.null_count
+        kind = column.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind)):
+            continue
+        if len(column) == column.null_count:
+            continue
+        bounds = pc.min_max(column).as_py()
+        low, high = _stat_value(bounds["min"]), _stat_value(bounds["max"])
+        if low is not None and high is not None:
+            mins[name], maxs[name] = low, high
+    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs,
+                       "nullCount": nulls})
+
+
+def write_data_file(table: pa.Table, *, table_uri: str, partition_values: dict[str, str],
+                    name_hint: str) -> DataFile:
+    """Write `table` as one Parquet file under the table's hive-style partition folder.
+
+    Partition columns are dropped from the file (Delta keeps them in the log), and the name carries
+    a uuid so a retried Spark task attempt never overwrites a file another attempt may commit.
+    """
+    for key, value in partition_values.items():
+        if key in table.column_names:
+            present = pc.unique(table[key]).to_pylist()
+            if present != [value]:
+                raise ValueError(f"partition column {key} holds {present}, expected only {value!r}")
+            table = table.drop_columns([key])
+    folder = "/".join(f"{k}={v}" for k, v in partition_values.items())
+    rel = f"{folder}/" if folder else ""
+    rel += f"part-{name_hint}-{uuid.uuid4().hex[:12]}.zstd.parquet"
+    fs, root = filesystem(table_uri)
+    path = join(root, rel)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as sink:
+        pq.write_table(table, sink, compression="zstd")
+    size = fs.get_file_info(path).size
+    LOG.debug("wrote %s (%d rows, %d bytes)", path, table.num_rows, size)
+    return DataFile(path=rel, size=int(size or 0), partition_values=dict(partition_values),
+                    modification_time=int(time.time() * 1000), num_records=table.num_rows,
+                    stats=file_stats(table))

@@ -1,0 +1,13 @@
+"""Table schemas, defined once (pyarrow) and imported by the writers, the quality suites and the tests.
+
+Importable as `vidx_schemas` (lib/vidx_schemas links here).
+"""
+
+from vidx_schemas.clips import CLIPS_PARTITION_BY, CLIPS_SCHEMA
+from vidx_schemas.videos import VIDEO_STATUSES, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
+
+TABLES = {"videos": VIDEOS_SCHEMA, "clips": CLIPS_SCHEMA}
+PARTITION_BY = {"videos": VIDEOS_PARTITION_BY, "clips": CLIPS_PARTITION_BY}
+
+__all__ = ["CLIPS_PARTITION_BY", "CLIPS_SCHEMA", "PARTITION_BY", "TABLES", "VIDEOS_PARTITION_BY",
+           "VIDEOS_SCHEMA", "VIDEO_STATUSES"]

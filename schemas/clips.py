@@ -1,0 +1,23 @@
+"""`clips`: one row per clip window of a video, per model."""
+
+import pyarrow as pa
+
+CLIPS_SCHEMA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("clip_idx", pa.int32(), nullable=False),     # 0-based window number within the video
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("n_frames", pa.int32(), nullable=False),
+    pa.field("frame_ts", pa.list_(pa.float64())),        # presentation times of the frames used
+    pa.field("model_id", pa.string(), nullable=False),
+    # list<float32>, not fixed_size_list: Delta stores both as arrays and polars' native reader
+    # rejects fixed-size lists. The dimension is part of model_id and of the table metadata.
+    pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+])
+
+# Partitioned by model_id only: an index build reads exactly one model's vectors (partition
+# pruning), and a full refresh or a second model never rewrites another model's files. A finer key
+# (date, video_id hash) would multiply small files at 400M rows without helping any query;
+# per-video pruning comes from file stats on video_id after Z-ordering.
+CLIPS_PARTITION_BY: list[str] = ["model_id"]
