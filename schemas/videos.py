@@ -3,7 +3,7 @@ what happened to it (status, error, clip count) in the run that embedded it."""
 
 import pyarrow as pa
 
-VIDEO_STATUSES = ("ok", "failed")
+VIDEO_STATUSES = ("ok", "failed", "deleted")
 
 VIDEOS_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),   # stable: sha1 of the normalised uri
@@ -15,7 +15,7 @@ VIDEOS_SCHEMA = pa.schema([
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
     pa.field("codec", pa.string()),
-    pa.field("status", pa.string(), nullable=False),     # one of VIDEO_STATUSES
+    pa.field("status", pa.string(), nullable=False),     # one of VIDEO_STATUSES; "deleted" once the file left the archive
     pa.field("error_class", pa.string()),                # corrupt|unsupported_codec|timeout|too_large|unreadable
     pa.field("error", pa.string()),                      # the decoder's message when status == "failed"
     pa.field("model_id", pa.string(), nullable=False),   # the model this row's clips were made with

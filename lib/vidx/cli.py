@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run id (default: UTC time + random suffix)")
     p.add_argument("--sample-fps", type=float, help="frames sampled per second (default 1)")
     p.add_argument("--clip-seconds", type=float, help="clip window length (default 4)")
+    p.add_argument("--commit-every", type=int, help="work units per checkpoint commit (default 256)")
+    p.add_argument("--full-refresh", action="store_true", help="re-embed every file (e.g. after a model change)")
+    p.add_argument("--retry-failed", action="store_true", help="retry files that failed in earlier runs")
+    p = sub.add_parser("tables", help="maintain the Delta tables")
+    p.add_argument("action", choices=["vacuum", "history"], help="vacuum: delete unreferenced files; history: commits")
+    p.add_argument("--table", choices=["videos", "clips", "runs"], action="append",
+                   help="table(s) to act on (default: all)")
+    p.add_argument("--retention-hours", type=int, default=168, help="vacuum: keep removed files this long (168)")
+    p.add_argument("--force", action="store_true", help="vacuum: allow a retention below Delta's 168 h check")
+    p.add_argument("--dry-run", action="store_true", help="vacuum: list files without deleting")
+    _common(p, model=False)
     p = sub.add_parser("build-index", help="build and publish a FAISS index from a pinned clips version")
     _common(p, model=False)
     p.add_argument("--model-id", help="model_id to index (default: the only one in the table)")
@@ -63,6 +74,7 @@ def _config(args: argparse.Namespace) -> VidxConfig:
         "spark.master": getattr(args, "master", None),
         "decode.sample_fps": getattr(args, "sample_fps", None),
         "clips.seconds": getattr(args, "clip_seconds", None),
+        "archive.commit_every": getattr(args, "commit_every", None),
         "search.k": getattr(args, "k", None),
     })
 
@@ -80,8 +92,29 @@ def cmd_embed(cfg: VidxConfig, args: argparse.Namespace) -> int:
     from vidx.report import print_embed_report
     from vidx.spark.embed import run_embed
 
-    report = run_embed(cfg, args.archive, run_id=args.run_id)
+    report = run_embed(cfg, args.archive, run_id=args.run_id, full_refresh=args.full_refresh,
+                       retry_failed=args.retry_failed)
     print_embed_report(report)
+    return 0
+
+
+def cmd_tables(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.tables import delta, table_uri
+
+    names = args.table or ["videos", "clips", "runs"]
+    if args.action == "vacuum" and args.retention_hours < 168 and not args.force:
+        raise VidxError(f"--retention-hours {args.retention_hours} is below Delta's 168 h retention check: "
+                        "readers of older versions may lose files. Add --force if no run or reader is active.")
+    for name in names:
+        uri = table_uri(cfg.warehouse, name)
+        if not delta.table_exists(uri):
+            continue
+        if args.action == "vacuum":
+            files = delta.vacuum(uri, retention_hours=args.retention_hours, dry_run=args.dry_run)
+            print(f"{name}: {'would delete' if args.dry_run else 'deleted'} {len(files)} files")
+        else:
+            for h in delta.history(uri):
+                print(json.dumps({"table": name, **h}, default=str))
     return 0
 
 
@@ -117,7 +150,7 @@ def cmd_demo(cfg: VidxConfig, args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Any] = {"embed": cmd_embed, "build-index": cmd_build_index, "search": cmd_search,
-                            "demo": cmd_demo}
+                            "demo": cmd_demo, "tables": cmd_tables}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,9 @@ class ArchiveConfig(_Section):
     max_unit_seconds: float = Field(default=600.0, gt=0)
     # Spark tasks for the embed stage; 0 = 4 x default parallelism (bounded by the unit count).
     partitions: int = Field(default=0, ge=0)
+    # Work units per checkpoint: each checkpoint is one Delta commit per table, so a crash loses
+    # at most this much work, and a week-long backfill is resumable.
+    commit_every: int = Field(default=256, gt=0)
 
     @field_validator("extensions")
     @classmethod
@@ -52,6 +55,11 @@ class DecodeConfig(_Section):
     sample_fps: float = Field(default=1.0, gt=0)
     # Decoder threads per task; 0 lets the decoder choose.
     threads: int = Field(default=1, ge=0)
+    # A decoder that takes longer than this for one probe or work unit is killed (error "timeout").
+    timeout_s: float = Field(default=600.0, gt=0)
+    # Files beyond these limits become failed rows with error class "too_large".
+    max_duration_s: float = Field(default=24 * 3600.0, gt=0)
+    max_pixels: int = Field(default=7680 * 4320, gt=0)
 
 
 class ClipsConfig(_Section):

@@ -14,11 +14,12 @@ CONSOLE = Console()
 def print_embed_report(report: Any) -> None:
     table = Table(title=f"embed run {report.run_id}  model {report.model_id}", show_header=False)
     rows = [
-        ("files listed", report.listed), ("unchanged (skipped)", report.skipped_unchanged),
-        ("changed (not re-embedded)", report.changed_skipped), ("processed", report.processed),
-        ("ok", report.ok), ("failed", report.failed), ("work units", report.units),
-        ("frames", report.frames), ("clips committed", report.clips),
-        ("clips table version", report.clips_version), ("videos table version", report.videos_version),
+        ("files listed", report.listed), ("new", report.new), ("changed / re-embedded", report.changed),
+        ("deleted", report.deleted), ("unchanged (skipped)", report.unchanged),
+        ("processed", report.processed), ("ok", report.ok), ("failed", report.failed),
+        ("work units", report.units), ("frames", report.frames), ("clips committed", report.clips),
+        ("checkpoints (resumed)", f"{report.checkpoints} ({report.resumed_checkpoints})"),
+        ("clips versions", report.clips_versions), ("videos versions", report.videos_versions),
         ("wall time", f"{report.wall_s:.1f} s"),
         ("frames/s (wall)", f"{report.frames_per_s:.1f}"),
         ("decode / encode (task s)", f"{report.decode_s:.1f} / {report.encode_s:.1f}"),

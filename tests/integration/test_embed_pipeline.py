@@ -45,7 +45,7 @@ def test_every_good_video_ok_and_corrupt_failed(embedded, sample_archive, test_c
         assert row["n_clips"] == math.ceil(video["duration_s"] / 4 - 1e-9)
     broken = rows[str(sample_archive / "broken.mp4")]
     assert broken["status"] == "failed" and broken["error"] and broken["error_class"] == "corrupt"
-    assert report.ok == len(truth["videos"]) and report.failed == 1
+    assert report.ok == len(truth["videos"]) and report.failed == 1 and report.checkpoints == 1
 
 
 def test_one_commit_per_table_for_the_run(embedded, test_config):

@@ -1,4 +1,5 @@
-"""Driver of `vidx embed`: list -> diff -> probe (Spark) -> plan -> embed (Spark) -> one commit per table."""
+"""Driver of `vidx embed`: lock -> finish saved checkpoints -> list -> diff -> probe (Spark) ->
+plan -> per checkpoint: embed (Spark) + one commit per table -> `runs` row."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from typing import Any
 import pyarrow as pa
 
 from vidx.archive import VideoFile, WorkUnit, balance_units, list_archive, plan_units
+from vidx.archive.diff import ArchiveDiff, KnownVideo, diff_archive
 from vidx.config import VidxConfig
 from vidx.encode.models import ModelSpec, load_model
 from vidx.encode.registry import save_model_record
 from vidx.spark import stages
-from vidx.tables import DataFile, delta, table_uri, write_data_file
+from vidx.spark.commit import BatchInput, build_checkpoint, commit_checkpoint, save_and_commit
+from vidx.storage import normalize_uri
+from vidx.tables import delta, table_uri
+from vidx.tables.checkpoint import Checkpoint, load_checkpoints
+from vidx.tables.lock import WarehouseLock
 
 LOG = logging.getLogger(__name__)
 
@@ -25,38 +31,54 @@ LOG = logging.getLogger(__name__)
 class EmbedReport:
     run_id: str
     model_id: str
+    pipeline_id: str
+    archive_uri: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     listed: int = 0
-    skipped_unchanged: int = 0
-    changed_skipped: int = 0
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
     processed: int = 0
-    ok: int = 0
     failed: int = 0
     units: int = 0
     clips: int = 0
     frames: int = 0
+    checkpoints: int = 0
+    resumed_checkpoints: int = 0
     wall_s: float = 0.0
     decode_s: float = 0.0
     encode_s: float = 0.0
-    clips_version: int | None = None
-    videos_version: int | None = None
+    clips_versions: list[int] = field(default_factory=list)
+    videos_versions: list[int] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return self.processed - self.failed
 
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.wall_s if self.wall_s else 0.0
 
+    def add(self, cp: Checkpoint, versions: tuple[int | None, int | None]) -> None:
+        s = cp.stats
+        self.checkpoints += 1
+        self.processed += s.get("videos", 0)
+        self.failed += s.get("failed", 0)
+        self.units += s.get("units", 0)
+        self.clips += s.get("clips", 0)
+        self.frames += s.get("frames", 0)
+        self.decode_s += s.get("decode_s", 0.0)
+        self.encode_s += s.get("encode_s", 0.0)
+        if versions[0] is not None:
+            self.clips_versions.append(versions[0])
+        if versions[1] is not None:
+            self.videos_versions.append(versions[1])
 
-@dataclass
-class _Run:
-    """Everything one embed run's steps share."""
 
-    cfg: VidxConfig
-    report: EmbedReport
-    videos_uri: str
-    clips_uri: str
-    todo: list[VideoFile] = field(default_factory=list)
-    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    results: list[dict[str, Any]] = field(default_factory=list)
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def spark_schema(schema: pa.Schema) -> Any:
@@ -65,72 +87,129 @@ def spark_schema(schema: pa.Schema) -> Any:
     return from_arrow_schema(schema)
 
 
-def new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def _known_videos(videos_uri: str, model_id: str) -> dict[str, tuple[int, int]]:
-    """video_id -> fingerprint already recorded for this model (latest row wins)."""
-    if not delta.table_exists(videos_uri):
+def known_videos(warehouse: str, model_id: str) -> dict[str, KnownVideo]:
+    """The current `videos` row of each file for this model."""
+    uri = table_uri(warehouse, "videos")
+    if not delta.table_exists(uri):
         return {}
-    rows = delta.read_rows(videos_uri, columns=["video_id", "size_bytes", "mtime", "indexed_at"],
+    rows = delta.read_rows(uri, columns=["video_id", "uri", "size_bytes", "mtime", "status", "indexed_at"],
                            equals={"model_id": model_id}).sort_by("indexed_at").to_pylist()
-    return {r["video_id"]: (r["size_bytes"], _us(r["mtime"])) for r in rows}
+    return {r["video_id"]: KnownVideo(r["video_id"], r["uri"], r["size_bytes"], int(r["mtime"].timestamp() * 1e6),
+                                      r["status"]) for r in rows}
 
 
-def _us(ts: datetime) -> int:
-    return int(ts.timestamp() * 1_000_000)
+@dataclass
+class _Run:
+    cfg: VidxConfig
+    report: EmbedReport
+    diff: ArchiveDiff = field(default_factory=ArchiveDiff)
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_batch: int = 1
 
 
-def _diff(files: list[VideoFile], known: dict[str, tuple[int, int]], report: EmbedReport) -> list[VideoFile]:
-    todo = []
-    for f in files:
-        seen = known.get(f.video_id)
-        if seen is None:
-            todo.append(f)
-        elif seen == f.fingerprint:
-            report.skipped_unchanged += 1
-        else:
-            # Replacing a changed file's clips needs remove+add in one commit (incremental runs).
-            LOG.warning("%s changed since it was indexed; re-embedding changed files is not supported "
-                        "by this version, use a new warehouse", f.uri)
-            report.changed_skipped += 1
-    return todo
-
-
-def run_embed(cfg: VidxConfig, archive_uri: str, *, spark: Any = None, run_id: str | None = None) -> EmbedReport:
-    """Embed every new video under `archive_uri` into the warehouse's `videos` and `clips` tables."""
-    from vidx.spark.session import get_spark
+def run_embed(cfg: VidxConfig, archive_uri: str, *, spark: Any = None, run_id: str | None = None,
+              full_refresh: bool = False, retry_failed: bool = False) -> EmbedReport:
+    """Embed new and changed videos under `archive_uri`; drop deleted ones. Resumable by run id."""
+    from vidx.spark.runs import record_run
 
     t0 = time.perf_counter()
-    spec = ModelSpec(cfg.encode.model, cfg.encode.pretrained)
-    # Loading on the driver fails fast, with a clear message, before any Spark task starts.
-    lm = load_model(spec, device="cpu")
-    report = EmbedReport(run_id=run_id or new_run_id(), model_id=lm.model_id)
-    save_model_record(cfg.warehouse, lm)
-    videos_uri, clips_uri = table_uri(cfg.warehouse, "videos"), table_uri(cfg.warehouse, "clips")
-    files = list_archive(archive_uri, cfg.archive.extensions)
-    report.listed = len(files)
-    todo = _diff(files, _known_videos(videos_uri, lm.model_id), report)
-    if not todo:
-        LOG.info("nothing to embed: %d files, all indexed for %s", len(files), lm.model_id)
+    lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu")  # fail fast, clearly
+    run_id = run_id or new_run_id()
+    report = EmbedReport(run_id=run_id, model_id=lm.model_id, pipeline_id=f"vidx-embed:{lm.model_id}:{run_id}",
+                         archive_uri=normalize_uri(archive_uri))
+    with WarehouseLock(cfg.warehouse, run_id):
+        save_model_record(cfg.warehouse, lm)
+        run = _Run(cfg, report)
+        try:
+            _resume(run)
+            _plan_and_embed(run, archive_uri, spark, full_refresh=full_refresh, retry_failed=retry_failed)
+        except BaseException as exc:
+            report.wall_s = time.perf_counter() - t0
+            record_run(cfg.warehouse, report, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
         report.wall_s = time.perf_counter() - t0
-        return report
-    spark = spark or get_spark(cfg.spark)
-    run = _Run(cfg, report, videos_uri, clips_uri, todo=todo)
-    run.probes = _probe(spark, todo)
-    units = _plan(cfg, todo, run.probes)
-    if units:
-        run.results = _embed(spark, run, units)
-    _commit(run)
-    report.wall_s = time.perf_counter() - t0
+        record_run(cfg.warehouse, report, status="succeeded", error=None)
     return report
 
 
-def _probe(spark: Any, todo: list[VideoFile]) -> dict[str, dict[str, Any]]:
+def _resume(run: _Run) -> None:
+    """Finish the commits of checkpoints a previous attempt of this run saved (no-op when committed)."""
+    saved = load_checkpoints(run.cfg.warehouse, run.report.run_id)
+    for cp in saved:
+        versions = commit_checkpoint(cp, warehouse=run.cfg.warehouse, pipeline_id=run.report.pipeline_id,
+                                     model_id=run.report.model_id)
+        if any(v is not None for v in versions):
+            LOG.info("resumed: committed saved checkpoint %d of run %s", cp.batch, cp.run_id)
+            run.report.add(cp, versions)
+            run.report.resumed_checkpoints += 1
+    run.next_batch = max((cp.batch for cp in saved), default=0) + 1
+
+
+def _plan_and_embed(run: _Run, archive_uri: str, spark: Any, *, full_refresh: bool, retry_failed: bool) -> None:
+    cfg, report = run.cfg, run.report
+    files = list_archive(archive_uri, cfg.archive.extensions)
+    run.diff = diff_archive(files, known_videos(cfg.warehouse, report.model_id), archive_root=report.archive_uri,
+                            full_refresh=full_refresh, retry_failed=retry_failed)
+    d = run.diff
+    report.listed, report.unchanged, report.deleted = len(files), d.unchanged, len(d.deleted)
+    report.new, report.changed = len(d.new), len(d.changed) + len(d.retried) + len(d.refreshed)
+    LOG.info("archive: %d files: %d new, %d changed, %d deleted, %d unchanged", len(files), report.new,
+             report.changed, report.deleted, report.unchanged)
+    if d.empty:
+        LOG.info("nothing to do: the tables are up to date for %s", report.model_id)
+        return
+    from vidx.spark.session import get_spark
+
+    spark = spark or get_spark(cfg.spark)
+    todo = d.todo
+    run.probes = _probe(spark, cfg, todo) if todo else {}
+    units = _plan(cfg, todo, run.probes)
+    for offset, (videos, batch_units) in enumerate(_batches(todo, units, cfg.archive.commit_every)):
+        batch = run.next_batch + offset
+        results = _embed(spark, run, batch_units) if batch_units else []
+        inp = BatchInput(batch, videos, d.deleted if offset == 0 else [],
+                         {v.video_id for v in videos} & d.replaced_ids, run.probes, results)
+        cp = build_checkpoint(inp, warehouse=cfg.warehouse, run_id=report.run_id, model_id=report.model_id)
+        report.add(cp, save_and_commit(cp, warehouse=cfg.warehouse, pipeline_id=report.pipeline_id,
+                                       model_id=report.model_id))
+        _collect_failures(cp, inp, report)
+        LOG.info("checkpoint %d committed: %d videos, %d clips", batch, cp.stats["videos"], cp.stats["clips"])
+
+
+def _collect_failures(cp: Checkpoint, inp: BatchInput, report: EmbedReport) -> None:
+    from vidx.spark.commit import video_rows
+
+    for row in video_rows(inp, run_id=report.run_id, model_id=report.model_id):
+        if row["status"] == "failed":
+            report.failures.append({"uri": row["uri"], "error_class": str(row["error_class"]),
+                                    "error": str(row["error"])})
+
+
+def _batches(todo: list[VideoFile], units: list[WorkUnit],
+             commit_every: int) -> list[tuple[list[VideoFile], list[WorkUnit]]]:
+    """Whole videos per checkpoint, about `commit_every` units each (a longer video gets its own)."""
+    by_video: dict[str, list[WorkUnit]] = {}
+    for u in units:
+        by_video.setdefault(u.video_id, []).append(u)
+    out: list[tuple[list[VideoFile], list[WorkUnit]]] = []
+    videos: list[VideoFile] = []
+    batch: list[WorkUnit] = []
+    for f in todo:
+        mine = by_video.get(f.video_id, [])
+        if batch and len(batch) + len(mine) > commit_every:
+            out.append((videos, batch))
+            videos, batch = [], []
+        videos.append(f)
+        batch.extend(mine)
+    if videos or not out:
+        out.append((videos, batch))
+    return out
+
+
+def _probe(spark: Any, cfg: VidxConfig, todo: list[VideoFile]) -> dict[str, dict[str, Any]]:
     n = max(1, min(len(todo), spark.sparkContext.defaultParallelism * 4))
     df = spark.createDataFrame([(f.video_id, f.uri) for f in todo], "video_id string, uri string")
-    rows = df.repartition(n).mapInArrow(stages.probe_partition, spark_schema(stages.PROBE_OUT)).collect()
+    rows = df.repartition(n).mapInArrow(stages.ProbeTask(cfg), spark_schema(stages.PROBE_OUT)).collect()
     LOG.info("probed %d files", len(rows))
     return {r["video_id"]: r.asDict() for r in rows}
 
@@ -144,73 +223,14 @@ def _plan(cfg: VidxConfig, todo: list[VideoFile], probes: dict[str, dict[str, An
 def _embed(spark: Any, run: _Run, units: list[WorkUnit]) -> list[dict[str, Any]]:
     cfg, report = run.cfg, run.report
     durations = {vid: p.get("duration_s") for vid, p in run.probes.items()}
-    parallelism = spark.sparkContext.defaultParallelism
-    n_bins = min(len(units), cfg.archive.partitions or parallelism * 4)
+    n_bins = min(len(units), cfg.archive.partitions or spark.sparkContext.defaultParallelism * 4)
     bins = balance_units(units, n_bins)
     rows = [(b, u.unit_id, u.video_id, u.uri, u.start_s, u.end_s, durations.get(u.video_id))
             for b, units_in_bin in enumerate(bins) for u in units_in_bin]
     rdd = spark.sparkContext.parallelize(rows, len(bins)).keyBy(lambda r: r[0])
     rdd = rdd.partitionBy(len(bins), lambda key: key).values()  # bin b -> partition b, no hash collisions
     df = spark.createDataFrame(rdd, spark_schema(stages.UNITS_IN))
-    task = stages.EmbedTask(cfg=cfg, run_id=report.run_id, model_id=report.model_id, clips_uri=run.clips_uri)
+    task = stages.EmbedTask(cfg=cfg, run_id=report.run_id, model_id=report.model_id,
+                            clips_uri=table_uri(cfg.warehouse, "clips"))
     LOG.info("embedding %d work units in %d Spark tasks", len(units), len(bins))
-    report.units = len(units)
     return [r.asDict() for r in df.mapInArrow(task, spark_schema(stages.EMBED_OUT)).collect()]
-
-
-def _video_rows(run: _Run) -> list[dict[str, Any]]:
-    todo, probes, results, report = run.todo, run.probes, run.results, run.report
-    by_video: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        if r["kind"] == "unit":
-            by_video.setdefault(r["video_id"], []).append(r)
-    now = datetime.now(UTC)
-    rows = []
-    for f in todo:
-        probe = probes.get(f.video_id, {})
-        units = sorted(by_video.get(f.video_id, []), key=lambda r: r["unit_id"])
-        bad = [probe] if probe.get("error") else [u for u in units if u.get("error")]
-        if not bad and not units:
-            bad = [{"error_class": "corrupt", "error": "no work unit result (video had no frames to plan)"}]
-        row = {"video_id": f.video_id, "uri": f.uri, "size_bytes": f.size_bytes,
-               "mtime": datetime.fromtimestamp(f.mtime_us / 1e6, UTC),
-               **{k: probe.get(k) for k in ("duration_s", "fps", "width", "height", "codec")},
-               "status": "failed" if bad else "ok",
-               "error_class": bad[0].get("error_class") if bad else None,
-               "error": bad[0].get("error") if bad else None,
-               "model_id": report.model_id, "n_clips": sum(u.get("n_clips") or 0 for u in units),
-               "run_id": report.run_id, "indexed_at": now}
-        rows.append(row)
-        if bad:
-            report.failures.append({"uri": f.uri, "error_class": str(row["error_class"]),
-                                    "error": str(row["error"])})
-    return rows
-
-
-def _commit(run: _Run) -> None:
-    """Clips first, then videos: a crash in between leaves clips whose videos are not yet recorded,
-    so a re-run re-embeds them; the app transaction makes the clip commit itself exactly-once."""
-    from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
-
-    report, results = run.report, run.results
-    files = [DataFile.from_json(r["file"]) for r in results if r["kind"] == "file"]
-    units = [r for r in results if r["kind"] == "unit"]
-    report.frames = sum(r["n_frames"] or 0 for r in units)
-    report.decode_s = sum(r["decode_s"] or 0.0 for r in units)
-    report.encode_s = sum(r["encode_s"] or 0.0 for r in units)
-    rows = _video_rows(run)
-    report.processed = len(rows)
-    report.failed = sum(r["status"] == "failed" for r in rows)
-    report.ok = report.processed - report.failed
-    app_id = f"vidx-embed:{report.run_id}"
-    meta = {"vidx.run_id": report.run_id, "vidx.model_id": report.model_id}
-    if files:
-        info = delta.commit_files(files, table_uri=run.clips_uri, schema=CLIPS_SCHEMA,
-                                  partition_by=CLIPS_PARTITION_BY, app_id=app_id, txn_version=1, metadata=meta)
-        report.clips_version = info.version
-        report.clips = info.rows
-    table = pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA)
-    vfile = write_data_file(table, table_uri=run.videos_uri, partition_values={}, name_hint=report.run_id)
-    info = delta.commit_files([vfile], table_uri=run.videos_uri, schema=VIDEOS_SCHEMA,
-                              partition_by=VIDEOS_PARTITION_BY, app_id=app_id, txn_version=1, metadata=meta)
-    report.videos_version = info.version

@@ -45,28 +45,44 @@ EMBED_OUT = pa.schema([
 _FLUSH_ROWS = 50_000  # bounds executor memory: ~50k clips x 512 floats ~ 100 MB
 
 
-def _probe_one(uri: str) -> dict[str, Any]:
-    from vidx.decode.probe import probe
+def _check_limits(info: Any, cfg: VidxConfig) -> None:
+    if info.duration_s > cfg.decode.max_duration_s:
+        raise DecodeError(f"duration {info.duration_s:.0f} s exceeds decode.max_duration_s="
+                          f"{cfg.decode.max_duration_s:.0f}", error_class="too_large")
+    if info.width * info.height > cfg.decode.max_pixels:
+        raise DecodeError(f"resolution {info.width}x{info.height} exceeds decode.max_pixels="
+                          f"{cfg.decode.max_pixels}", error_class="too_large")
+
+
+def _probe_one(uri: str, cfg: VidxConfig) -> dict[str, Any]:
+    from vidx.decode.isolated import shared_decoder
     from vidx.decode.source import local_copy
 
     try:
         with local_copy(uri) as path:
-            info = probe(path)
+            info = shared_decoder().probe(path, timeout_s=cfg.decode.timeout_s)
+        facts = {"duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
+                 "codec": info.codec}
+        _check_limits(info, cfg)
     except DecodeError as exc:
-        return {"error_class": exc.error_class, "error": str(exc)}
+        return {**(facts if exc.error_class == "too_large" else {}), "error_class": exc.error_class,
+                "error": str(exc)}
     except OSError as exc:
         return {"error_class": "unreadable", "error": f"{type(exc).__name__}: {exc}"}
-    return {"duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
-            "codec": info.codec}
+    return facts
 
 
-def probe_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Header-only probe of each file: duration, fps, size, codec, or the reason it is unusable."""
-    for batch in batches:
-        rows = []
-        for rec in batch.to_pylist():
-            rows.append({"video_id": rec["video_id"], **_probe_one(rec["uri"])})
-        yield pa.RecordBatch.from_pylist(rows, schema=PROBE_OUT)
+@dataclass(frozen=True)
+class ProbeTask:
+    """Picklable mapInArrow function: header probe of each file (duration, fps, size, codec) or the
+    reason it is unusable, in the isolated decoder so a hanging file costs only a timeout."""
+
+    cfg: VidxConfig
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = [{"video_id": rec["video_id"], **_probe_one(rec["uri"], self.cfg)} for rec in batch.to_pylist()]
+            yield pa.RecordBatch.from_pylist(rows, schema=PROBE_OUT)
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,7 @@ def _set_threads(threads: int) -> None:
 
 
 def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
-    from vidx.decode.decoder import decode_range
+    from vidx.decode.isolated import shared_decoder
     from vidx.decode.source import local_copy
 
     end_s = unit["end_s"]
@@ -153,9 +169,9 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
         end_s = (duration + 60.0) if duration is not None and math.isfinite(duration) else 86_400.0
     try:
         with local_copy(unit["uri"]) as path:
-            return decode_range(path, start_s=unit["start_s"], end_s=end_s,
-                                sample_fps=cfg.decode.sample_fps, image_size=image_size,
-                                threads=cfg.decode.threads)
+            return shared_decoder().decode(path, start_s=unit["start_s"], end_s=end_s,
+                                           sample_fps=cfg.decode.sample_fps, image_size=image_size, info=None,
+                                           threads=cfg.decode.threads, timeout_s=cfg.decode.timeout_s)
     except FileNotFoundError as exc:
         raise DecodeError(f"file disappeared before decoding: {exc}", error_class="unreadable") from exc
 

@@ -7,6 +7,7 @@ is not newer than the recorded one, so `commit_files` reads `transaction_version
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,20 +61,27 @@ def committed_txn_version(table_uri: str, app_id: str) -> int | None:
     return open_table(table_uri).transaction_version(app_id) if table_exists(table_uri) else None
 
 
-def _actions(files: Sequence[DataFile]) -> list[AddAction | RemoveAction]:
-    return [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+def _actions(files: Sequence[DataFile], removes: Sequence[Any] = ()) -> list[AddAction | RemoveAction]:
+    now = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = [
+        RemoveAction(r.path, True, now, r.size, r.partition_values) for r in removes]
+    actions += [AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files]
+    return actions
 
 
 def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema, partition_by: list[str],
                  app_id: str, txn_version: int, mode: Literal["append"] = "append",
-                 metadata: dict[str, Any] | None = None) -> CommitInfo:
-    """Commit already-written data files in ONE Delta transaction tagged (app_id, txn_version).
+                 metadata: dict[str, Any] | None = None, removes: Sequence[Any] = ()) -> CommitInfo:
+    """Commit already-written data files (and removals of old ones, e.g. `RemovedFile`s) in ONE
+    Delta transaction tagged (app_id, txn_version).
 
     Returns `skipped=True` without writing when that app transaction is already at or past
     `txn_version` (a re-run after a crash between commit and bookkeeping).
     """
     uri = _delta_uri(table_uri)
     rows = sum(f.num_records for f in files)
+    if not files and not removes:
+        return CommitInfo(table_uri, None, False, 0, 0)
     done = committed_txn_version(table_uri, app_id)
     if done is not None and done >= txn_version:
         LOG.info("%s: app transaction %s v%d already committed; skipping", table_uri, app_id, txn_version)
@@ -83,7 +91,7 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
     try:
         if table_exists(table_uri):
             open_table(table_uri).create_write_transaction(
-                _actions(files), mode=mode, schema=schema, partition_by=partition_by or None,
+                _actions(files, removes), mode=mode, schema=schema, partition_by=partition_by or None,
                 commit_properties=props)
         else:
             adds = [a for a in _actions(files) if isinstance(a, AddAction)]
@@ -124,3 +132,16 @@ def file_uris(table_uri: str, *, version: int | None = None) -> list[str]:
 
 def history(table_uri: str, limit: int | None = None) -> list[dict[str, Any]]:
     return list(open_table(table_uri).history(limit))
+
+
+def vacuum(table_uri: str, *, retention_hours: int | None, dry_run: bool) -> list[str]:
+    """Delete files the table no longer references (removed files past retention, and - with
+    `full` mode - files never committed, e.g. from failed task attempts or a killed driver).
+
+    `retention_hours` below the table's retention (7 days by default) is refused by Delta's check
+    unless explicitly 0-or-more is requested with enforcement off, which only this call does when
+    the caller asked for a shorter retention."""
+    table = open_table(table_uri)
+    enforce = retention_hours is None or retention_hours >= 168
+    return list(table.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=enforce,
+                             full=True))

@@ -1,0 +1,103 @@
+"""Build time and recall@10 of `vidx.index.build_index` (default IndexConfig) at 1M x 512.
+
+Vectors: `clusters` random centres in R^dim, each cluster spread over its own random
+`intrinsic`-dimensional subspace (coefficients N(0, 1), scale 0.5 / sqrt(intrinsic)), plus isotropic
+noise 0.02, then L2-normalised. Real CLIP embeddings have low intrinsic dimension; isotropic noise
+alone would make every neighbour equidistant and recall meaningless. Generated in chunks with a
+fixed seed, so the set is identical between runs.
+
+    .venv/bin/python bench/index_scale.py                 # 1M x 512, ~20-40 min on 2 cores
+    .venv/bin/python bench/index_scale.py --n 200000      # quicker
+
+Writes bench/results/index_scale_<n>x<dim>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from vidx.config import IndexConfig
+from vidx.index import build_index, search
+
+LOG = logging.getLogger("bench.index_scale")
+RESULTS = Path(__file__).parent / "results"
+GEN_CHUNK = 100_000
+
+
+def clustered(n: int, dim: int, *, clusters: int, intrinsic: int, seed: int) -> np.ndarray:
+    """Normalised clustered vectors (see module doc), generated chunk by chunk to bound memory."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    bases = rng.standard_normal((clusters, intrinsic, dim)).astype(np.float32) / np.sqrt(intrinsic)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, GEN_CHUNK):
+        m = min(GEN_CHUNK, n - lo)
+        labels = rng.integers(0, clusters, m)
+        coef = rng.standard_normal((m, intrinsic)).astype(np.float32)
+        x = centres[labels] + 0.5 * np.einsum("ni,nid->nd", coef, bases[labels])
+        x += 0.02 * rng.standard_normal((m, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[lo:lo + m] = x
+    return out
+
+
+def single_query_qps(built: Any, vectors: np.ndarray, n_queries: int = 500) -> float:
+    """Queries per second, one query per call on one thread (what a query server does per request)."""
+    faiss.omp_set_num_threads(1)
+    queries = vectors[np.random.default_rng(99).choice(len(vectors), n_queries, replace=False)]
+    started = time.perf_counter()
+    for q in queries:
+        search(built.index, built.params, q[None, :], 10)
+    seconds = time.perf_counter() - started
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return n_queries / seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--intrinsic", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    started = time.perf_counter()
+    vectors = clustered(args.n, args.dim, clusters=args.clusters, intrinsic=args.intrinsic, seed=args.seed)
+    gen_s = time.perf_counter() - started
+    LOG.info("generated %d x %d in %.1f s", args.n, args.dim, gen_s)
+    cfg = IndexConfig()
+    built = build_index(vectors, cfg)
+    result = {
+        "n": args.n, "dim": args.dim, "generator": vars(args) | {"noise": 0.02, "spread": 0.5},
+        "index_config": cfg.model_dump(), "params": asdict(built.params), "nprobe": built.nprobe,
+        "recall_at_10": built.recall_at_10, "eval_queries": built.eval_queries,
+        "build_seconds": round(built.build_seconds, 1), "generate_seconds": round(gen_s, 1),
+        "index_bytes": int(faiss.serialize_index(built.index).nbytes),
+        "single_query_qps_1_thread": round(single_query_qps(built, vectors), 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "faiss": faiss.__version__},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"index_scale_{args.n}x{args.dim}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)  # temp-then-rename: a reader never sees half a result
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

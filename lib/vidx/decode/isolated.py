@@ -1,0 +1,93 @@
+"""Probe and decode in a persistent subprocess with a deadline.
+
+One decoder subprocess per Python worker is reused across units (start-up is paid once); on a
+timeout it is killed and the unit becomes a `timeout` failure, on a crash a `corrupt` failure,
+and the next unit gets a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from typing import Any
+
+from vidx.decode.decoder import DecodedFrames
+from vidx.decode.probe import VideoInfo
+from vidx.decode.worker import read_msg, write_msg
+from vidx.errors import DecodeError
+
+LOG = logging.getLogger(__name__)
+
+
+class IsolatedDecoder:
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen([sys.executable, "-m", "vidx.decode.worker"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return self._proc
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def _call(self, request: dict[str, Any], timeout_s: float) -> Any:
+        proc = self._start()
+        if proc.stdin is None or proc.stdout is None:
+            raise RuntimeError("decoder subprocess started without pipes")
+        try:
+            write_msg(proc.stdin, request)  # type: ignore[arg-type]
+        except BrokenPipeError:
+            self.close()
+            return self._call(request, timeout_s)
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        if not ready:
+            self.close()
+            raise DecodeError(f"{request['path']}: decoder did not finish within {timeout_s:.0f} s and was "
+                              "killed; raise decode.timeout_s if the file is just very long", error_class="timeout")
+        try:
+            reply = read_msg(proc.stdout)  # type: ignore[arg-type]
+        except EOFError as exc:
+            code = proc.wait()
+            self.close()
+            raise DecodeError(f"{request['path']}: decoder crashed (exit code {code})",
+                              error_class="corrupt") from exc
+        if reply[0] == "decode_error":
+            raise DecodeError(reply[2], error_class=reply[1])
+        return reply[1]
+
+    def probe(self, path: str, *, timeout_s: float) -> VideoInfo:
+        info: VideoInfo = self._call({"op": "probe", "path": path}, timeout_s)
+        return info
+
+    def decode(self, path: str, *, start_s: float, end_s: float, sample_fps: float, image_size: int,
+               info: VideoInfo | None, threads: int, timeout_s: float) -> DecodedFrames:
+        t0 = time.perf_counter()
+        frames: DecodedFrames = self._call({
+            "op": "decode", "path": path, "start_s": start_s, "end_s": end_s, "sample_fps": sample_fps,
+            "image_size": image_size, "info": info, "threads": threads}, timeout_s)
+        LOG.debug("decoded %d frames of %s in %.2f s", len(frames.times), path, time.perf_counter() - t0)
+        return frames
+
+
+_DECODER: IsolatedDecoder | None = None
+
+
+def shared_decoder() -> IsolatedDecoder:
+    """The decoder subprocess of this Python process (Spark reuses Python workers across tasks)."""
+    global _DECODER
+    if _DECODER is None:
+        _DECODER = IsolatedDecoder()
+        atexit.register(_DECODER.close)
+    return _DECODER
+
+
