@@ -21,6 +21,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@echo ">> installing vidx and pinned dependencies into $(VENV) (torch alone is ~5 GB; a minute from local wheels)"
 	$(PIP) install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
 	$(PIP) install -q -e '.[test]' 2> >(grep -v '^WARNING: Location' >&2)
+	@# clip-retrieval only for its client module (tests); its own dependencies would pull a second torch.
+	$(PIP) install -q --no-deps 'clip-retrieval==2.45.0' 2> >(grep -v '^WARNING: Location' >&2)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -37,19 +37,21 @@ GEN_CHUNK = 100_000
 
 
 def clustered(n: int, dim: int, *, clusters: int, intrinsic: int, seed: int) -> np.ndarray:
-    """Normalised clustered vectors (see module doc), generated chunk by chunk to bound memory."""
+    """Normalised clustered vectors (see module doc), built cluster by cluster to bound memory."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    bases = rng.standard_normal((clusters, intrinsic, dim)).astype(np.float32) / np.sqrt(intrinsic)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    bases = rng.standard_normal((clusters, intrinsic, dim), dtype=np.float32) / np.float32(np.sqrt(intrinsic))
+    labels = rng.integers(0, clusters, n)
+    coef = rng.standard_normal((n, intrinsic), dtype=np.float32)
     out = np.empty((n, dim), dtype=np.float32)
+    # One matmul per cluster instead of gathering an (n, intrinsic, dim) basis tensor.
+    for c in range(clusters):
+        rows = np.flatnonzero(labels == c)
+        out[rows] = centres[c] + 0.5 * (coef[rows] @ bases[c])
     for lo in range(0, n, GEN_CHUNK):
-        m = min(GEN_CHUNK, n - lo)
-        labels = rng.integers(0, clusters, m)
-        coef = rng.standard_normal((m, intrinsic)).astype(np.float32)
-        x = centres[labels] + 0.5 * np.einsum("ni,nid->nd", coef, bases[labels])
-        x += 0.02 * rng.standard_normal((m, dim)).astype(np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[lo:lo + m] = x
+        chunk = out[lo:lo + GEN_CHUNK]
+        chunk += 0.02 * rng.standard_normal(chunk.shape, dtype=np.float32)
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
 
 

@@ -15,7 +15,8 @@ VIDEOS_SCHEMA = pa.schema([
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
     pa.field("codec", pa.string()),
-    pa.field("status", pa.string(), nullable=False),     # one of VIDEO_STATUSES; "deleted" once the file left the archive
+    # one of VIDEO_STATUSES; "deleted" once the file left the archive
+    pa.field("status", pa.string(), nullable=False),
     pa.field("error_class", pa.string()),                # corrupt|unsupported_codec|timeout|too_large|unreadable
     pa.field("error", pa.string()),                      # the decoder's message when status == "failed"
     pa.field("model_id", pa.string(), nullable=False),   # the model this row's clips were made with

@@ -63,19 +63,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", help="Spark master (default local[*])")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--config", help="YAML config file")
+    _serve_parsers(sub)
     return parser
+
+
+def _serve_parsers(sub: Any) -> None:
+    p = sub.add_parser("serve", help="HTTP query server over the published index (follows CURRENT)")
+    _common(p, model=False)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--model-id", help="which model's index (default: the only one)")
+    p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
+    p.add_argument("--reload-interval", type=float, help="seconds between polls of CURRENT (default 5)")
+    p = sub.add_parser("index", help="published index versions: list, promote, rollback, gc")
+    ops = p.add_subparsers(dest="index_command", required=True)
+    for name, text in [("list", "list versions, oldest first (* = CURRENT)"),
+                       ("promote", "point CURRENT at VERSION (after verifying its checksums)"),
+                       ("rollback", "point CURRENT at the version published before it"),
+                       ("gc", "delete old versions and stale temporary folders")]:
+        op = ops.add_parser(name, help=text)
+        _common(op, model=False)
+        op.add_argument("--model-id", help="which model's index (default: the only one)")
+        if name == "list":
+            op.add_argument("--json", action="store_true", help="print versions as JSON")
+        if name == "promote":
+            op.add_argument("target", metavar="VERSION", help="version folder name (see `vidx index list`)")
+        if name == "gc":
+            op.add_argument("--keep", type=int, default=3, help="newest versions to keep (default 3)")
+            op.add_argument("--dry-run", action="store_true", help="say what would be deleted")
 
 
 def _config(args: argparse.Namespace) -> VidxConfig:
     return load_config(getattr(args, "config", None), overrides={
         "warehouse": getattr(args, "warehouse", None),
         "encode.model": getattr(args, "model", None) if args.command != "search" else None,
-        "encode.pretrained": getattr(args, "pretrained", None) if args.command != "search" else None,
+        "encode.pretrained": getattr(args, "pretrained", None) if args.command not in ("search", "serve") else None,
         "spark.master": getattr(args, "master", None),
         "decode.sample_fps": getattr(args, "sample_fps", None),
         "clips.seconds": getattr(args, "clip_seconds", None),
         "archive.commit_every": getattr(args, "commit_every", None),
         "search.k": getattr(args, "k", None),
+        "serve.host": getattr(args, "host", None),
+        "serve.port": getattr(args, "port", None),
+        "serve.reload_interval_s": getattr(args, "reload_interval", None),
     })
 
 
@@ -149,8 +179,40 @@ def cmd_demo(cfg: VidxConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.serve.app import run_server
+
+    run_server(cfg, model_id=args.model_id, pretrained=args.pretrained)
+    return 0
+
+
+def cmd_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.index import registry
+    from vidx.report import print_versions
+
+    w, model = cfg.warehouse, args.model_id
+    if args.index_command == "list":
+        infos = [v.summary() for v in registry.versions(w, model)]
+        if args.json:
+            print(json.dumps(infos, indent=2))
+        else:
+            print_versions(infos, title=f"index versions of {registry.resolve_model(w, model)}")
+    elif args.index_command == "promote":
+        before = registry.promote(w, args.target, model)
+        print(f"CURRENT: {before} -> {args.target}")
+    elif args.index_command == "rollback":
+        print("CURRENT: {} -> {}".format(*registry.rollback(w, model)))
+    else:
+        report = registry.gc(w, model, keep=args.keep, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} versions: {', '.join(report.removed_versions) or 'none'}; "
+              f"stale leftovers: {', '.join(report.removed_debris) or 'none'}; kept: {', '.join(report.kept)}")
+    return 0
+
+
 COMMANDS: dict[str, Any] = {"embed": cmd_embed, "build-index": cmd_build_index, "search": cmd_search,
-                            "demo": cmd_demo, "tables": cmd_tables}
+                            "demo": cmd_demo, "tables": cmd_tables,
+                            "serve": cmd_serve, "index": cmd_index}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

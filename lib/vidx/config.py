@@ -94,6 +94,19 @@ class SearchConfig(_Section):
     k: int = Field(default=10, gt=0, le=10_000)
 
 
+class ServeConfig(_Section):
+    """`vidx serve`: the HTTP query server."""
+
+    # Loopback by default: exposing the server is a deliberate choice (--host 0.0.0.0).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65_535)
+    max_k: int = Field(default=1000, gt=0, le=10_000)
+    # A base64 image of a few MB is the largest legitimate request; anything bigger is refused (413).
+    max_body_bytes: int = Field(default=8 * 2**20, gt=0)
+    # How often the server polls CURRENT for a new version (one small read per poll).
+    reload_interval_s: float = Field(default=5.0, gt=0)
+
+
 class VidxConfig(_Section):
     warehouse: str = "./warehouse"
     archive: ArchiveConfig = ArchiveConfig()
@@ -103,6 +116,7 @@ class VidxConfig(_Section):
     encode: EncodeConfig = EncodeConfig()
     index: IndexConfig = IndexConfig()
     search: SearchConfig = SearchConfig()
+    serve: ServeConfig = ServeConfig()
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> VidxConfig:
         """A copy with dotted-key overrides applied (`{"encode.model": "ViT-B-32"}`)."""
@@ -135,8 +149,8 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "VIDX_CONFIG":
-            continue
+        if not name.startswith(ENV_PREFIX) or name == "VIDX_CONFIG" or name.startswith("VIDX_FAULT_"):
+            continue  # VIDX_FAULT_* are test-only fault-injection switches, not settings
         key = name[len(ENV_PREFIX):].lower().replace("__", ".")
         try:
             flat[key] = yaml.safe_load(raw) if raw != "" else raw

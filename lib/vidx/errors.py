@@ -50,6 +50,17 @@ class ModelMismatchError(VidxError):
     """A query model differs from the one the index was built with."""
 
 
+class QueryError(VidxError):
+    """A query-server request is invalid (malformed JSON, bad k, wrong vector size...).
+
+    `status` is the HTTP status it is answered with (400 unless said otherwise, e.g. 413).
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class WorkUnitError(VidxError):
     """A work unit failed for a reason that is not the video's fault (storage, OOM...).
 

@@ -55,3 +55,18 @@ def print_hits(hits: Sequence[Any], *, title: str) -> None:
         table.add_row(str(rank), f"{hit.score:.3f}", hit.uri, f"{_fmt_time(hit.start_s)}-{_fmt_time(hit.end_s)}",
                       str(hit.clip_idx))
     CONSOLE.print(table)
+
+
+def print_versions(versions: Sequence[dict[str, Any]], *, title: str) -> None:
+    """`vidx index list`: one row per version, oldest first, CURRENT marked with *."""
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("version", no_wrap=True)  # names are copied into `vidx index promote`: never wrap them
+    for col in ("vectors", "index", "nprobe", "recall@10", "table v", "MiB"):
+        table.add_column(col)
+    for v in versions:
+        recall = v["recall_at_10"]
+        table.add_row("*" if v["current"] else "", v["version"], str(v["count"]),
+                      str(v["factory"]), str(v["nprobe"]), "-" if recall is None else f"{recall:.3f}",
+                      str(v["table_version"]), f"{v['bytes'] / 2**20:.1f}")
+    CONSOLE.print(table)

@@ -25,6 +25,10 @@ LOG = logging.getLogger(__name__)
 RANDOM_TAG = "random"
 RANDOM_SEED = 0
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Pretrained tags whose weights ship inside the package (no network): (model, tag) -> file in WEIGHTS_DIR.
+# synthetic-v1: vidx-tiny trained by `vidx train-tiny` on the synthetic captioned world (weights/MODEL_CARD.md).
+PACKAGED_WEIGHTS: dict[tuple[str, str], str] = {("vidx-tiny", "synthetic-v1"): "vidx-tiny-synthetic-v1.pt"}
 open_clip.add_model_config(_CONFIG_DIR)
 
 _CACHE: dict[tuple[str, str, str], LoadedModel] = {}
@@ -91,6 +95,23 @@ def model_id_for(spec: ModelSpec) -> str:
     return _slug(f"{spec.name}__{weights}__d{embedding_dim(spec.name)}")
 
 
+def packaged_weights(spec: ModelSpec) -> Path | None:
+    """The packaged checkpoint for `spec`'s (model, tag), or None when the tag is not a packaged one."""
+    name = PACKAGED_WEIGHTS.get((spec.name, spec.pretrained))
+    if name is None:
+        if spec.pretrained in {tag for _, tag in PACKAGED_WEIGHTS}:
+            models = sorted(m for m, tag in PACKAGED_WEIGHTS if tag == spec.pretrained)
+            raise ModelLoadError(f"pretrained tag {spec.pretrained!r} is vidx's packaged weights for "
+                                 f"{', '.join(models)} only, not for {spec.name!r}; use --model {models[0]}")
+        return None
+    path = WEIGHTS_DIR / name
+    if not path.is_file():
+        raise ModelLoadError(f"packaged weights {path} for {spec.name} ({spec.pretrained}) are missing from this "
+                             "install; reinstall vidx, or train them with `vidx train-tiny --out FILE` and pass "
+                             "--pretrained FILE")
+    return path
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,6 +126,9 @@ def _create(spec: ModelSpec, device: torch.device) -> Any:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
             return open_clip.create_model(spec.name, pretrained=None, device=device)
+    packaged = packaged_weights(spec)
+    if packaged is not None:
+        return open_clip.create_model(spec.name, pretrained=str(packaged), device=device, require_pretrained=True)
     source = str(Path(spec.pretrained).expanduser()) if spec.is_checkpoint else spec.pretrained
     if not spec.is_checkpoint and ("/" in source or source.endswith((".pt", ".bin", ".safetensors"))):
         raise ModelLoadError(f"checkpoint {source!r} for model {spec.name!r} does not exist; pass an "

@@ -95,12 +95,15 @@ def sample_rows(n: int, n_queries: int, train_size: int, seed: int) -> tuple[np.
 
 
 def search(index: faiss.Index, params: IndexParams, queries: np.ndarray, k: int,
-           nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+           nprobe: int | None = None, *, selector: faiss.IDSelector | None = None,
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine similarities and faiss ids, both shaped (nq, min(k, ntotal)), best first.
 
     Queries are L2-normalised here so scores are cosines whatever the caller passed. `nprobe`
-    None uses the value stored in the index at build time. Where IVF probing found fewer than k
-    vectors for a query, the missing slots hold id -1 and score -inf.
+    None uses the value stored in the index at build time. `selector` restricts the search to
+    the ids it accepts (the caller keeps it, and any array it points into, alive). Where IVF
+    probing found fewer than k (selected) vectors for a query, the missing slots hold id -1 and
+    score -inf.
     """
     if k <= 0:
         raise ConfigError(f"k must be a positive number of results, got {k}")
@@ -111,11 +114,16 @@ def search(index: faiss.Index, params: IndexParams, queries: np.ndarray, k: int,
     if k_eff == 0:
         return np.empty((q.shape[0], 0), np.float32), np.empty((q.shape[0], 0), np.int64)
     _check_metric(index, params)
-    search_params = None
-    if params.kind == "ivfpq" and nprobe is not None:
+    search_params: Any = None
+    if params.kind == "ivfpq" and (nprobe is not None or selector is not None):
         # Per-call parameters leave the shared index untouched, so concurrent searches are safe.
         search_params = faiss.SearchParametersIVF()
-        search_params.nprobe = nprobe
+        # SearchParametersIVF defaults to nprobe 1, not to the index's own value.
+        search_params.nprobe = nprobe or faiss.extract_index_ivf(index).nprobe
+    elif selector is not None:
+        search_params = faiss.SearchParameters()
+    if selector is not None:
+        search_params.sel = selector
     distances, ids = index.search(q, k_eff, params=search_params)
     # On unit vectors ||q - x||^2 = 2 - 2 cos(q, x).
     scores = 1.0 - distances / 2.0 if params.metric == "l2" else distances

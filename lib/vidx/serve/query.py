@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from vidx.encode.embedder import encode_image_files, encode_texts
@@ -14,37 +14,22 @@ from vidx.encode.models import LoadedModel, ModelSpec, load_model
 from vidx.errors import ModelMismatchError, VidxError
 from vidx.index.build import search
 from vidx.index.publish import LoadedIndex, load_index
+from vidx.serve.rows import ClipRows, Hit
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hit:
-    video_id: str
-    uri: str
-    clip_idx: int
-    start_s: float
-    end_s: float
-    score: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"video_id": self.video_id, "uri": self.uri, "clip_idx": self.clip_idx,
-                "start_s": self.start_s, "end_s": self.end_s, "score": self.score}
+__all__ = ["Hit", "Searcher"]
 
 
 class Searcher:
     """Index + query encoder. Refuses to pair an index with a model other than the one it was built with."""
 
-    def __init__(self, warehouse: str, *, model_id: str | None = None, pretrained: str | None = None) -> None:
-        self.loaded: LoadedIndex = load_index(warehouse, model_id)
+    def __init__(self, warehouse: str, *, model_id: str | None = None, pretrained: str | None = None,
+                 version: str | None = None) -> None:
+        """`version` None loads the one `CURRENT` names."""
+        self.loaded: LoadedIndex = load_index(warehouse, model_id, version)
         self._pretrained_override = pretrained
         self._model: LoadedModel | None = None
-        ids = self.loaded.ids
-        self._video_id = ids["video_id"].to_pylist()
-        self._uri = ids["uri"].to_pylist()
-        self._clip_idx = ids["clip_idx"].to_pylist()
-        self._start = ids["start_s"].to_pylist()
-        self._end = ids["end_s"].to_pylist()
+        self.rows = ClipRows(self.loaded.ids)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -55,9 +40,9 @@ class Searcher:
         """The query encoder named in the manifest, loaded on first use."""
         if self._model is None:
             info = self.manifest.get("model", {})
-            if "name" not in info:
-                raise ModelMismatchError(f"index {self.loaded.version} does not name its model; rebuild it "
-                                         "with `vidx build-index`")
+            if "name" not in info or "pretrained" not in info:
+                raise ModelMismatchError(f"index {self.loaded.version} does not name its model and weights; "
+                                         "rebuild it with `vidx build-index`")
             spec = ModelSpec(info["name"], self._pretrained_override or info["pretrained"])
             model = load_model(spec, device="auto")
             if model.model_id != self.manifest["model_id"]:
@@ -67,7 +52,8 @@ class Searcher:
             self._model = model
         return self._model
 
-    def search_vectors(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> list[list[Hit]]:
+    def search_vectors(self, queries: np.ndarray, k: int, nprobe: int | None = None,
+                       selector: faiss.IDSelector | None = None) -> list[list[Hit]]:
         dim = int(self.manifest["dim"])
         if queries.ndim != 2 or queries.shape[1] != dim:
             raise VidxError(f"query vectors must have shape (n, {dim}), got {queries.shape}")
@@ -75,13 +61,9 @@ class Searcher:
             raise VidxError("k must be positive")
         # nprobe 0 in the manifest means "not an IVF index"; None lets search use the tuned value.
         scores, ids = search(self.loaded.index, self.loaded.params, queries.astype(np.float32), k,
-                             nprobe or int(self.manifest["nprobe"]) or None)
-        return [[self._hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+                             nprobe or int(self.manifest["nprobe"]) or None, selector=selector)
+        return [[self.rows.hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
                 for row_s, row_i in zip(scores, ids, strict=True)]
-
-    def _hit(self, i: int, score: float) -> Hit:
-        return Hit(self._video_id[i], self._uri[i], int(self._clip_idx[i]), float(self._start[i]),
-                   float(self._end[i]), score)
 
     def search_text(self, text: str, k: int) -> list[Hit]:
         return self.search_vectors(encode_texts(self.model, [text]), k)[0]

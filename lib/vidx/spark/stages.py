@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ EMBED_OUT = pa.schema([
     ("decode_s", pa.float64()), ("encode_s", pa.float64()),
     ("file", pa.string()),            # DataFile JSON for kind == "file"
 ])
+DELAY_ENV = "VIDX_FAULT_UNIT_DELAY_S"
 _FLUSH_ROWS = 50_000  # bounds executor memory: ~50k clips x 512 floats ~ 100 MB
 
 
@@ -122,6 +124,8 @@ class EmbedTask:
 
     def _run_unit(self, lm: Any, unit: dict[str, Any]) -> tuple[pa.Table | None, dict[str, Any]]:
         result: dict[str, Any] = {"kind": "unit", "unit_id": unit["unit_id"], "video_id": unit["video_id"]}
+        if os.environ.get(DELAY_ENV):  # test-only: stretch tasks so a fault test can kill mid-task
+            time.sleep(float(os.environ[DELAY_ENV]))
         t0 = time.perf_counter()
         try:
             frames = _decode_unit(self.cfg, unit, lm.image_size)

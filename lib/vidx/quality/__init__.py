@@ -1,0 +1,1 @@
+"""Data and result quality checks: retrieval evaluation against ground truth (`vidx eval`)."""
