@@ -20,8 +20,8 @@ from vidx.index import IndexParams, PublishedIndex, build_index, publish_index
 DIM = 128
 CLIP_S = 4.0
 CFG = IndexConfig(target_recall=0.5, eval_queries=100, seed=3)
-IVF_PARAMS = IndexParams(kind="ivfpq", factory="IVF32,PQ16x8", nlist=32, m=16, nbits=8, metric="l2",
-                         train_size=10_000)
+IVF_PARAMS = IndexParams(kind="ivfpq", factory="IVF32,PQ8x8", nlist=32, m=8, nbits=8, metric="l2",
+                         train_size=4096)  # small codes, small sample: trains in ~1 s
 FLAT_PARAMS = IndexParams(kind="flat", factory="Flat", nlist=0, m=0, nbits=0, metric="ip", train_size=0)
 # Each of these is encoded by vidx-tiny and planted as one clip, so text and image queries have
 # a known right answer even with random weights (the query is the clip's own embedding).

@@ -55,6 +55,10 @@ class DecodeConfig(_Section):
     sample_fps: float = Field(default=1.0, gt=0)
     # Decoder threads per task; 0 lets the decoder choose.
     threads: int = Field(default=1, ge=0)
+    # Decoder threads (each with its own decoder subprocess) and how many units they may run ahead
+    # of the encoder: decode overlaps encode, so the encoder never waits for frames.
+    workers: int = Field(default=2, ge=1)
+    prefetch: int = Field(default=4, ge=1)
     # A decoder that takes longer than this for one probe or work unit is killed (error "timeout").
     timeout_s: float = Field(default=600.0, gt=0)
     # Files beyond these limits become failed rows with error class "too_large".
@@ -67,6 +71,26 @@ class ClipsConfig(_Section):
     seconds: float = Field(default=4.0, gt=0)
 
 
+class TokenClusteringConfig(_Section):
+    """CenterCLIP token clustering (vidx.encode.centerclip): fewer tokens in the later ViT blocks.
+
+    After block `layer` the frames of a clip are split into `segments` contiguous groups; each
+    group's patch tokens are reduced to `centers` k-medoids++ medoids (`iters` iterations, `seed`)
+    and the remaining blocks run on [mean CLS, medoids], giving one embedding per segment.
+    Off by default: it changes the embeddings (and so the model id's meaning) and trades fidelity
+    for speed; 4 frames per clip at layer 2, 2 segments, 16 centres is the measured default.
+    """
+
+    enabled: bool = False
+    # Blocks run per frame before clustering; must not exceed the model's depth.
+    layer: int = Field(default=2, ge=0)
+    segments: int = Field(default=2, gt=0)
+    centers: int = Field(default=16, gt=0)
+    algorithm: Literal["kmedoids"] = "kmedoids"
+    iters: int = Field(default=10, ge=0)
+    seed: int = 0
+
+
 class EncodeConfig(_Section):
     model: str = "vidx-tiny"
     # open_clip pretrained tag, a local checkpoint path, or "random" (deterministic random init).
@@ -75,6 +99,11 @@ class EncodeConfig(_Section):
     batch_size: int = Field(default=64, gt=0)
     # torch intra-op threads per task; 0 = executor cores / concurrent tasks.
     threads: int = Field(default=0, ge=0)
+    token_clustering: TokenClusteringConfig = TokenClusteringConfig()
+    # auto: bf16 weights on CPU when faithful (cosine >= 0.999 vs fp32) and faster, bf16 autocast on GPU.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # torch.compile the image encoder (no gain measured on this project's CPUs; try it on GPUs).
+    compile: bool = False
 
 
 class IndexConfig(_Section):

@@ -119,3 +119,18 @@ def test_index_recall_vs_exact_meets_manifest(embedded, test_config):
     ids = loaded.ids
     assert ids["video_id"].to_pylist() == clips["video_id"].to_pylist()
     assert ids["clip_idx"].to_pylist() == clips["clip_idx"].to_pylist()
+
+
+def test_second_run_on_a_held_warehouse_stops_clearly(embedded, spark, sample_archive, test_config):
+    from vidx.spark.embed import run_embed
+    from vidx.tables.lock import WarehouseLock, WarehouseLockedError
+
+    versions = {n: delta.latest_version(table_uri(test_config.warehouse, n)) for n in ("clips", "videos")}
+    holder = WarehouseLock(test_config.warehouse, "someone-else")
+    holder.acquire()
+    try:
+        with pytest.raises(WarehouseLockedError, match="another run holds the warehouse"):
+            run_embed(test_config, str(sample_archive), spark=spark)
+    finally:
+        holder.release()
+    assert versions == {n: delta.latest_version(table_uri(test_config.warehouse, n)) for n in ("clips", "videos")}

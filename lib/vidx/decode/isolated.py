@@ -13,6 +13,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -79,15 +80,17 @@ class IsolatedDecoder:
         return frames
 
 
-_DECODER: IsolatedDecoder | None = None
+_LOCAL = threading.local()
 
 
 def shared_decoder() -> IsolatedDecoder:
-    """The decoder subprocess of this Python process (Spark reuses Python workers across tasks)."""
-    global _DECODER
-    if _DECODER is None:
-        _DECODER = IsolatedDecoder()
-        atexit.register(_DECODER.close)
-    return _DECODER
+    """This thread's decoder subprocess. Spark reuses Python workers across tasks, so it is started
+    once per worker and decoding thread; a pipe is never shared between threads."""
+    decoder: IsolatedDecoder | None = getattr(_LOCAL, "decoder", None)
+    if decoder is None:
+        decoder = IsolatedDecoder()
+        atexit.register(decoder.close)
+        _LOCAL.decoder = decoder
+    return decoder
 
 

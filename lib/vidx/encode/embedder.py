@@ -29,17 +29,24 @@ def frames_to_tensor(frames: np.ndarray, lm: LoadedModel) -> torch.Tensor:
     """(N, S, S, 3) uint8 RGB -> normalised (N, 3, S, S) float tensor on the model's device."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise VidxError(f"expected (N, H, W, 3) uint8 frames, got shape {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(lm.device)
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if lm.device.type == "cuda":
+        # Pinned host memory lets the copy run asynchronously while the GPU finishes the last batch.
+        x = x.pin_memory().to(lm.device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(lm.mean, device=lm.device).view(1, 3, 1, 1)
     std = torch.tensor(lm.std, device=lm.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    x = ((x - mean) / std).to(next(lm.model.parameters()).dtype)
+    if lm.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
-def encode_frames(lm: LoadedModel, frames: np.ndarray, *, batch_size: int) -> np.ndarray:
+def encode_frames(lm: LoadedModel, frames: np.ndarray, *, batch_size: int,
+                  autocast: torch.dtype | None = None) -> np.ndarray:
     """L2-normalised image embeddings (N, dim) float32 for prepared frames."""
     out = np.empty((len(frames), lm.dim), dtype=np.float32)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
         for lo in range(0, len(frames), batch_size):
             batch = frames_to_tensor(frames[lo:lo + batch_size], lm)
             out[lo:lo + len(batch)] = lm.model.encode_image(batch).float().cpu().numpy()

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from vidx.config import VidxConfig
-from vidx.errors import DecodeError, VidxError, WorkUnitError
+from vidx.errors import DecodeError, WorkUnitError
 from vidx.tables.files import write_data_file
 
 LOG = logging.getLogger(__name__)
@@ -97,46 +97,44 @@ class EmbedTask:
     clips_uri: str
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from vidx.encode.models import ModelSpec, load_model
+        from vidx.encode.batcher import decode_ahead, encode_batched
+        from vidx.encode.embedder import encode_frames
 
-        _set_threads(self.cfg.encode.threads)
-        lm = load_model(ModelSpec(self.cfg.encode.model, self.cfg.encode.pretrained),
-                        device=self.cfg.encode.device)
-        if lm.model_id != self.model_id:
-            raise WorkUnitError(f"executor loaded model {lm.model_id}, driver planned {self.model_id}; "
-                                "make the checkpoint file identical on every executor")
+        cfg = self.cfg
+        lm, autocast = executor_model(cfg, self.model_id)
+        units = (u for b in batches for u in b.to_pylist())
+        decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size), workers=cfg.decode.workers,
+                               prefetch=cfg.decode.prefetch)
+        encoded = encode_batched(
+            decoded, lambda f: encode_frames(lm, f, batch_size=len(f), autocast=autocast),
+            batch_size=cfg.encode.batch_size, dim=lm.dim)
         pending: list[pa.Table] = []
         n_pending = 0
-        for batch in batches:
-            results = []
-            for unit in batch.to_pylist():
-                clips, result = self._run_unit(lm, unit)
-                results.append(result)
-                if clips is not None and clips.num_rows:
-                    pending.append(clips)
-                    n_pending += clips.num_rows
+        for item in encoded:
+            clips, result = self._finish_unit(item)
+            rows = [result]
+            if clips is not None and clips.num_rows:
+                pending.append(clips)
+                n_pending += clips.num_rows
             if n_pending >= _FLUSH_ROWS:
-                results.append(self._flush(pending))
+                rows.append(self._flush(pending))
                 pending, n_pending = [], 0
-            yield pa.RecordBatch.from_pylist(results, schema=EMBED_OUT)
+            yield pa.RecordBatch.from_pylist(rows, schema=EMBED_OUT)
         if pending:
             yield pa.RecordBatch.from_pylist([self._flush(pending)], schema=EMBED_OUT)
 
-    def _run_unit(self, lm: Any, unit: dict[str, Any]) -> tuple[pa.Table | None, dict[str, Any]]:
-        result: dict[str, Any] = {"kind": "unit", "unit_id": unit["unit_id"], "video_id": unit["video_id"]}
-        if os.environ.get(DELAY_ENV):  # test-only: stretch tasks so a fault test can kill mid-task
-            time.sleep(float(os.environ[DELAY_ENV]))
-        t0 = time.perf_counter()
-        try:
-            frames = _decode_unit(self.cfg, unit, lm.image_size)
-        except DecodeError as exc:
-            LOG.warning("unit %s (%s) failed: %s", unit["unit_id"], unit["uri"], exc)
-            return None, {**result, "error_class": exc.error_class, "error": str(exc), "n_clips": 0,
-                          "n_frames": 0, "decode_s": time.perf_counter() - t0}
-        t1 = time.perf_counter()
-        clips = _embed_frames(self, lm, unit, frames)
-        return clips, {**result, "n_clips": clips.num_rows, "n_frames": len(frames.times),
-                       "decode_s": t1 - t0, "encode_s": time.perf_counter() - t1}
+    def _finish_unit(self, item: Any) -> tuple[pa.Table | None, dict[str, Any]]:
+        unit = item.unit
+        result: dict[str, Any] = {"kind": "unit", "unit_id": unit["unit_id"], "video_id": unit["video_id"],
+                                  "decode_s": item.decode_s, "encode_s": item.encode_s}
+        if isinstance(item.error, DecodeError):
+            LOG.warning("unit %s (%s) failed: %s", unit["unit_id"], unit["uri"], item.error)
+            return None, {**result, "error_class": item.error.error_class, "error": str(item.error),
+                          "n_clips": 0, "n_frames": 0}
+        if item.error is not None:  # not the video's fault: fail the task so Spark retries it
+            raise WorkUnitError(f"unit {unit['unit_id']} ({unit['uri']}) failed: {item.error}") from item.error
+        clips = _clip_rows(self, unit, item.decoded, item.embeddings)
+        return clips, {**result, "n_clips": clips.num_rows, "n_frames": len(item.decoded.times)}
 
     def _flush(self, pending: list[pa.Table]) -> dict[str, Any]:
         from pyspark import TaskContext
@@ -165,6 +163,8 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
     from vidx.decode.isolated import shared_decoder
     from vidx.decode.source import local_copy
 
+    if os.environ.get(DELAY_ENV):  # test-only: stretch tasks so a fault test can kill mid-task
+        time.sleep(float(os.environ[DELAY_ENV]))
     end_s = unit["end_s"]
     if not math.isfinite(end_s):
         # The last unit is open-ended: frames past a wrong header duration are kept. The decoder
@@ -180,27 +180,21 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
         raise DecodeError(f"file disappeared before decoding: {exc}", error_class="unreadable") from exc
 
 
-def _embed_frames(task: EmbedTask, lm: Any, unit: dict[str, Any], frames: Any) -> pa.Table:
+def _clip_rows(task: EmbedTask, unit: dict[str, Any], frames: Any, emb: np.ndarray | None) -> pa.Table:
     from vidx.encode.clips import fixed_windows
-    from vidx.encode.embedder import encode_frames, pool_clips
+    from vidx.encode.embedder import pool_clips
 
     cfg = task.cfg
-    if len(frames.times) == 0:
+    if len(frames.times) == 0 or emb is None:
         return pa.Table.from_pylist([], schema=_clips_schema())
     windows = fixed_windows(frames.times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
                             sample_fps=cfg.decode.sample_fps)
-    try:
-        emb = encode_frames(lm, frames.frames, batch_size=cfg.encode.batch_size)
-    except VidxError:
-        raise
-    except RuntimeError as exc:  # e.g. CUDA OOM: retryable, not the video's fault
-        raise WorkUnitError(f"encoding unit {unit['unit_id']} failed: {exc}") from exc
     pooled = pool_clips(emb, windows.frame_clip, len(windows.clip_idx))
     n_frames = np.bincount(windows.frame_clip, minlength=len(windows.clip_idx))
     frame_ts = [frames.pts[windows.frame_clip == i].tolist() for i in range(len(windows.clip_idx))]
     dim = pooled.shape[1]
-    embedding = pa.ListArray.from_arrays(pa.array(np.arange(0, (len(pooled) + 1) * dim, dim, dtype=np.int32)),
-                                         pa.array(pooled.reshape(-1), type=pa.float32()))
+    offsets = pa.array(np.arange(0, (len(pooled) + 1) * dim, dim, dtype=np.int32))
+    embedding = pa.ListArray.from_arrays(offsets, pa.array(pooled.reshape(-1), type=pa.float32()))
     n = len(windows.clip_idx)
     return pa.Table.from_arrays([
         pa.array([unit["video_id"]] * n, pa.string()), pa.array(windows.clip_idx, pa.int32()),
@@ -208,6 +202,38 @@ def _embed_frames(task: EmbedTask, lm: Any, unit: dict[str, Any], frames: Any) -
         pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
         pa.array([task.model_id] * n, pa.string()), embedding, pa.array([task.run_id] * n, pa.string()),
     ], schema=_clips_schema())
+
+
+_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def executor_model(cfg: VidxConfig, model_id: str) -> tuple[Any, Any]:
+    """The model for this Python worker, on the GPU Spark assigned to the task (if any), with its
+    inference precision chosen once per worker."""
+    import torch
+    from pyspark import TaskContext
+
+    from vidx.encode.models import ModelSpec, load_model
+    from vidx.encode.precision import autocast_dtype, with_precision
+
+    _set_threads(cfg.encode.threads)
+    device: str = cfg.encode.device
+    ctx = TaskContext.get()
+    gpus = ctx.resources().get("gpu") if ctx is not None else None
+    if gpus is not None and gpus.addresses and device != "cpu" and torch.cuda.is_available():
+        device = f"cuda:{gpus.addresses[0]}"  # one task per GPU: the one Spark assigned
+    key = (device, cfg.encode.precision)
+    if key not in _MODELS:
+        lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device=device)
+        if lm.model_id != model_id:
+            raise WorkUnitError(f"executor loaded model {lm.model_id}, driver planned {model_id}; "
+                                "make the checkpoint file identical on every executor")
+        lm, name = with_precision(lm, cfg.encode.precision)
+        if cfg.encode.compile:
+            lm.model.visual = torch.compile(lm.model.visual)
+        LOG.info("encoder %s on %s, precision %s", lm.model_id, lm.device, name)
+        _MODELS[key] = (lm, autocast_dtype(lm, cfg.encode.precision))
+    return _MODELS[key]
 
 
 def _clips_schema() -> pa.Schema:
