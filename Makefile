@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install java demo test lint typecheck unit integration e2e clean
+.PHONY: install java demo test lint typecheck unit integration e2e clean bench
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
@@ -45,6 +45,9 @@ unit: install
 
 test: install java lint typecheck
 	$(BIN)/pytest tests -q --durations=15
+
+bench: install java
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf vidx-demo .pytest_cache .mypy_cache .ruff_cache

@@ -67,8 +67,13 @@ class DecodeConfig(_Section):
 
 
 class ClipsConfig(_Section):
-    mode: Literal["fixed"] = "fixed"
+    # fixed: windows of `seconds`; adaptive: cut when the frame embedding drifts from the running
+    # clip centre by more than `adaptive_threshold` (cosine distance), within min/max seconds.
+    mode: Literal["fixed", "adaptive"] = "fixed"
     seconds: float = Field(default=4.0, gt=0)
+    adaptive_threshold: float = Field(default=0.15, gt=0, lt=2)
+    min_seconds: float = Field(default=2.0, gt=0)
+    max_seconds: float = Field(default=10.0, gt=0)
 
 
 class TokenClusteringConfig(_Section):

@@ -48,3 +48,28 @@ def test_cli_embed_build_search_on_a_folder(spark, tmp_path, capsys):
     assert len(delta.history(table_uri(warehouse, "clips"))) == 1
     assert main(["build-index", "--warehouse", warehouse]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_adaptive_clip_mode_through_the_pipeline(spark, tmp_path):
+    from vidx.config import load_config
+    from vidx.spark.embed import run_embed
+
+    folder = tmp_path / "videos"
+    write_video(folder / "static.mp4", duration_s=16, fps=15, width=160, height=120, seed=21, scene_seconds=16.0)
+    write_video(folder / "busy.mp4", duration_s=16, fps=15, width=160, height=120, seed=22, scene_seconds=2.0)
+    cfg = load_config(env={}, overrides={"warehouse": str(tmp_path / "w"), "clips.mode": "adaptive",
+                                         "clips.max_seconds": 6, "clips.min_seconds": 2})
+    report = run_embed(cfg, str(folder), spark=spark)
+    assert report.failed == 0
+    rows = delta.read_table(table_uri(cfg.warehouse, "clips")).to_pylist()
+    by_video: dict[str, list[dict]] = {}
+    for r in rows:
+        by_video.setdefault(r["video_id"], []).append(r)
+    for clips in by_video.values():
+        clips.sort(key=lambda r: r["start_s"])
+        assert sum(c["n_frames"] for c in clips) == 16
+        for a, b in zip(clips, clips[1:], strict=False):
+            assert a["end_s"] == b["start_s"] and b["clip_idx"] > a["clip_idx"]
+        for c in clips:
+            assert 0 < c["end_s"] - c["start_s"] <= 6 + 1e-9
+            assert c["start_s"] <= c["frame_ts"][0] + 1e-6

@@ -39,3 +39,36 @@ def test_pool_is_renormalised_mean():
     expected = l2_normalize(np.stack([emb[:3].mean(0), emb[3:].mean(0)]))
     np.testing.assert_allclose(pooled, expected, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(pooled, axis=1), 1, atol=1e-6)
+
+
+def _scene_embeddings(scene_lengths, seed=0, noise=0.02):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for length in scene_lengths:
+        base = rng.normal(size=16)
+        rows += [base + noise * rng.normal(size=16) for _ in range(length)]
+    return l2_normalize(np.array(rows))
+
+
+def test_adaptive_static_scene_few_clips_busy_scene_many():
+    from vidx.encode.clips import adaptive_windows
+
+    static = _scene_embeddings([30])
+    t = np.arange(30, dtype=float)
+    w = adaptive_windows(t, static, threshold=0.15, min_seconds=2, max_seconds=10, duration_s=30.0, sample_fps=1)
+    assert len(w.clip_idx) == 3                      # only max_seconds cuts a static scene
+    busy = _scene_embeddings([3, 2, 4, 3, 2, 5, 3, 2, 3, 3])
+    w2 = adaptive_windows(t, busy, threshold=0.15, min_seconds=2, max_seconds=10, duration_s=30.0, sample_fps=1)
+    assert w2.start_s.tolist() == [0, 3, 5, 9, 12, 14, 19, 22, 24, 27]   # cuts exactly at scene changes
+    assert (np.diff(w2.start_s) >= 2).all() and (w2.end_s > w2.start_s).all()
+    assert w2.end_s[-1] == 30 and (w2.end_s[:-1] == w2.start_s[1:]).all()
+    assert (np.diff(w2.clip_idx) > 0).all()
+
+
+def test_adaptive_respects_min_seconds():
+    from vidx.encode.clips import adaptive_windows
+
+    flicker = _scene_embeddings([1] * 12)
+    t = np.arange(12, dtype=float)
+    w = adaptive_windows(t, flicker, threshold=0.15, min_seconds=3, max_seconds=10, duration_s=None, sample_fps=1)
+    assert (np.diff(w.start_s) >= 3).all()

@@ -39,3 +39,39 @@ def fixed_windows(times: np.ndarray, *, clip_seconds: float, duration_s: float |
     end = np.where(capped > start, capped, end)
     return ClipWindows(present.astype(np.int32), start.astype(np.float64), end.astype(np.float64),
                        frame_clip.astype(np.int64))
+
+
+def adaptive_windows(times: np.ndarray, emb: np.ndarray, *, threshold: float, min_seconds: float,
+                     max_seconds: float, duration_s: float | None, sample_fps: float) -> ClipWindows:
+    """Cut a new clip when a frame drifts from the running clip centre by more than `threshold`
+    (cosine distance), once the clip is `min_seconds` long; never let a clip exceed `max_seconds`.
+
+    Static scenes become few clips and busy scenes many. clip_idx is the sample-grid index of the
+    clip's first frame (round(start * fps)): unique and increasing within a video, and the same
+    whether or not the video was split into units (units start on the grid), but not contiguous.
+    """
+    n = len(times)
+    if n == 0:
+        return fixed_windows(times, clip_seconds=max_seconds, duration_s=duration_s, sample_fps=sample_fps)
+    starts = [0]
+    centre = emb[0].astype(np.float64).copy()
+    count = 1
+    for i in range(1, n):
+        length = times[i] - times[starts[-1]]
+        unit_centre = centre / max(np.linalg.norm(centre), 1e-12)
+        drift = 1.0 - float(emb[i] @ unit_centre)
+        if length >= max_seconds - 1e-9 or (drift > threshold and length >= min_seconds - 1e-9):
+            starts.append(i)
+            centre, count = emb[i].astype(np.float64).copy(), 1
+        else:
+            centre += emb[i]
+            count += 1
+    frame_clip = np.zeros(n, dtype=np.int64)
+    for k, s in enumerate(starts):
+        frame_clip[s:] = k
+    start = np.asarray(times)[starts].astype(np.float64)
+    last = np.asarray(times)[n - 1] + 1.0 / sample_fps
+    limit = duration_s if duration_s is not None and math.isfinite(duration_s) else last
+    end = np.append(start[1:], max(min(last, max(limit, times[n - 1])), start[-1] + 1e-6))
+    idx = np.rint(start * sample_fps).astype(np.int32)
+    return ClipWindows(idx, start, end, frame_clip)

@@ -181,14 +181,19 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
 
 
 def _clip_rows(task: EmbedTask, unit: dict[str, Any], frames: Any, emb: np.ndarray | None) -> pa.Table:
-    from vidx.encode.clips import fixed_windows
+    from vidx.encode.clips import adaptive_windows, fixed_windows
     from vidx.encode.embedder import pool_clips
 
     cfg = task.cfg
     if len(frames.times) == 0 or emb is None:
         return pa.Table.from_pylist([], schema=_clips_schema())
-    windows = fixed_windows(frames.times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
-                            sample_fps=cfg.decode.sample_fps)
+    if cfg.clips.mode == "adaptive":
+        windows = adaptive_windows(frames.times, emb, threshold=cfg.clips.adaptive_threshold,
+                                   min_seconds=cfg.clips.min_seconds, max_seconds=cfg.clips.max_seconds,
+                                   duration_s=unit["duration_s"], sample_fps=cfg.decode.sample_fps)
+    else:
+        windows = fixed_windows(frames.times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
+                                sample_fps=cfg.decode.sample_fps)
     pooled = pool_clips(emb, windows.frame_clip, len(windows.clip_idx))
     n_frames = np.bincount(windows.frame_clip, minlength=len(windows.clip_idx))
     frame_ts = [frames.pts[windows.frame_clip == i].tolist() for i in range(len(windows.clip_idx))]
