@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install java demo test lint typecheck unit integration e2e clean bench
+.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
@@ -28,6 +28,22 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Airflow in its own venv (its Spark provider's pyspark-client would overwrite .venv's pyspark).
+AF_VENV := .venv-airflow
+AF_REQS := infra/airflow-requirements.txt
+AF_STAMP := $(AF_VENV)/.installed-$(shell cat $(AF_REQS) | sha1sum | cut -c1-12)
+
+$(AF_VENV)/bin/python:
+	$(PYTHON) -m venv $(AF_VENV)
+
+$(AF_STAMP): $(AF_VENV)/bin/python $(AF_REQS)
+	@echo ">> installing Airflow + the Spark provider into $(AF_VENV) (about 30 s from the local index)"
+	$(AF_VENV)/bin/python -m pip --disable-pip-version-check install -q -r $(AF_REQS) 2> >(grep -v '^WARNING: Location' >&2)
+	rm -f $(AF_VENV)/.installed-*
+	touch $(AF_STAMP)
+
+airflow: $(AF_STAMP)
+
 java:
 	@bash infra/ensure_java.sh
 
@@ -35,7 +51,7 @@ demo: install java
 	$(BIN)/vidx demo --workdir $(or $(WORKDIR),./vidx-demo)
 
 lint: install
-	$(BIN)/ruff check lib schemas tests jobs bench
+	$(BIN)/ruff check lib schemas tests jobs bench airflow_dags
 
 typecheck: install
 	$(BIN)/mypy
@@ -43,7 +59,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-test: install java lint typecheck
+test: install java lint typecheck airflow
 	$(BIN)/pytest tests -q --durations=15
 
 bench: install java

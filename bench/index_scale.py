@@ -1,4 +1,4 @@
-"""Build time and recall@10 of `vidx.index.build_index` (default IndexConfig) at 1M x 512.
+"""Build time and recall@10 of `vidx.index.build_index` (default IndexConfig: recall-driven selection) at 1M x 512.
 
 Vectors: `clusters` random centres in R^dim, each cluster spread over its own random
 `intrinsic`-dimensional subspace (coefficients N(0, 1), scale 0.5 / sqrt(intrinsic)), plus isotropic
@@ -9,6 +9,8 @@ fixed seed, so the set is identical between runs.
     .venv/bin/python bench/index_scale.py                 # 1M x 512, ~20-40 min on 2 cores
     .venv/bin/python bench/index_scale.py --n 200000      # quicker
 
+`--queries` more vectors are generated than indexed and searched as unseen queries (recall@10 vs
+exact search), next to the build's own measurement on held-out rows of the data.
 Writes bench/results/index_scale_<n>x<dim>.json.
 """
 
@@ -29,7 +31,7 @@ import faiss
 import numpy as np
 
 from vidx.config import IndexConfig
-from vidx.index import build_index, search
+from vidx.index import build_index, exact_search, recall_at_k, search
 
 LOG = logging.getLogger("bench.index_scale")
 RESULTS = Path(__file__).parent / "results"
@@ -74,20 +76,27 @@ def main() -> None:
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--intrinsic", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--queries", type=int, default=1000)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.perf_counter()
-    vectors = clustered(args.n, args.dim, clusters=args.clusters, intrinsic=args.intrinsic, seed=args.seed)
+    generated = clustered(args.n + args.queries, args.dim, clusters=args.clusters, intrinsic=args.intrinsic,
+                          seed=args.seed)
+    vectors, unseen = generated[:args.n], generated[args.n:]
     gen_s = time.perf_counter() - started
     LOG.info("generated %d x %d in %.1f s", args.n, args.dim, gen_s)
     cfg = IndexConfig()
     built = build_index(vectors, cfg)
+    _, exact = exact_search(vectors, unseen, 10)
+    _, approx = search(built.index, built.params, unseen, 10)
     result = {
         "n": args.n, "dim": args.dim, "generator": vars(args) | {"noise": 0.02, "spread": 0.5},
-        "index_config": cfg.model_dump(), "params": asdict(built.params), "nprobe": built.nprobe,
-        "recall_at_10": built.recall_at_10, "eval_queries": built.eval_queries,
+        "index_config": cfg.model_dump(), "params": asdict(built.params), "factory": built.params.factory,
+        "nprobe": built.nprobe, "recall_at_10": built.recall_at_10, "eval_queries": built.eval_queries,
+        "recall_at_10_unseen_queries": recall_at_k(approx, exact),
         "build_seconds": round(built.build_seconds, 1), "generate_seconds": round(gen_s, 1),
-        "index_bytes": int(faiss.serialize_index(built.index).nbytes),
+        "index_bytes": built.index_bytes, "memory_bytes": built.memory_bytes,
+        "bytes_per_vector": round(built.index_bytes / args.n, 1), "selection": built.selection,
         "single_query_qps_1_thread": round(single_query_qps(built, vectors), 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),

@@ -57,11 +57,13 @@ def test_config(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded(spark, sample_archive, test_config):
-    """The sample archive embedded once, and its index built (shared by integration tests)."""
+    """The sample archive embedded once, validated, and its index built (shared by integration tests)."""
     from vidx.index.from_table import build_from_warehouse
+    from vidx.quality.validate import validate_warehouse
     from vidx.spark.embed import run_embed
 
     logging.getLogger("vidx").setLevel(logging.INFO)
     report = run_embed(test_config, str(sample_archive), spark=spark)
+    assert all(v.success for v in validate_warehouse(test_config))  # the publish gate needs it
     build = build_from_warehouse(test_config)
     return report, build

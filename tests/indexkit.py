@@ -15,7 +15,7 @@ from PIL import Image
 from vidx.config import IndexConfig
 from vidx.encode.embedder import encode_frames, encode_texts, prepare_image
 from vidx.encode.models import LoadedModel, ModelSpec, load_model, model_id_for
-from vidx.index import IndexParams, PublishedIndex, build_index, publish_index
+from vidx.index import BuiltIndex, IndexParams, PublishedIndex, build_index, publish_index
 
 DIM = 128
 CLIP_S = 4.0
@@ -86,14 +86,24 @@ def ids_table(n: int, n_videos: int = 20) -> pa.Table:
     })
 
 
-def publish_tiny(warehouse: str | Path, *, n: int = 2000, seed: int = 0, ivf: bool = False, table_version: int = 1,
-                 model: dict[str, Any] | None = None, probes: bool = True) -> tuple[PublishedIndex, np.ndarray]:
-    """Publish an index of `n` clustered vectors (the first rows replaced by the probe embeddings)."""
+def build_tiny(*, n: int = 2000, seed: int = 0, ivf: bool = False,
+               probes: bool = True) -> tuple[BuiltIndex, np.ndarray]:
+    """An index of `n` clustered vectors (the first rows replaced by the probe embeddings), not yet published."""
     vectors = clustered(n, seed)
     if probes:
         planted = probe_vectors()
         vectors[:len(planted)] = planted
-    built = build_index(vectors, CFG, IVF_PARAMS if ivf else FLAT_PARAMS)
-    published = publish_index(built, ids_table(n), warehouse=str(warehouse), model_id=model_id(),
-                              table_version=table_version, model=model or model_record())
-    return published, vectors
+    return build_index(vectors, CFG, IVF_PARAMS if ivf else FLAT_PARAMS), vectors
+
+
+def publish_built(warehouse: str | Path, built: BuiltIndex, *, table_version: int = 1,
+                  model: dict[str, Any] | None = None) -> PublishedIndex:
+    return publish_index(built, ids_table(int(built.index.ntotal)), warehouse=str(warehouse), model_id=model_id(),
+                         table_version=table_version, model=model or model_record())
+
+
+def publish_tiny(warehouse: str | Path, *, n: int = 2000, seed: int = 0, ivf: bool = False, table_version: int = 1,
+                 model: dict[str, Any] | None = None, probes: bool = True) -> tuple[PublishedIndex, np.ndarray]:
+    """Build and publish (CURRENT moves to it) an index of `n` vectors; see build_tiny."""
+    built, vectors = build_tiny(n=n, seed=seed, ivf=ivf, probes=probes)
+    return publish_built(warehouse, built, table_version=table_version, model=model), vectors

@@ -65,7 +65,9 @@ def server_config(warehouse: str | Path, **overrides: Any) -> VidxConfig:
 @contextmanager
 def running_server(cfg: VidxConfig, **kw: Any) -> Iterator[Server]:
     app = create_app(cfg, **kw)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
+    # and without it every response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vidx import cli_ops
 from vidx.config import VidxConfig, load_config
 from vidx.errors import VidxError
 
@@ -38,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="re-embed every file (e.g. after a model change)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed in earlier runs")
     p = sub.add_parser("tables", help="maintain the Delta tables")
-    p.add_argument("action", choices=["vacuum", "history"], help="vacuum: delete unreferenced files; history: commits")
-    p.add_argument("--table", choices=["videos", "clips", "runs"], action="append",
+    p.add_argument("action", choices=["vacuum", "history", "optimize"],
+                   help="vacuum: delete unreferenced files; history: commits; optimize: compact + Z-order by video_id")
+    p.add_argument("--table", choices=["videos", "clips", "runs", "validations"], action="append",
                    help="table(s) to act on (default: all)")
     p.add_argument("--retention-hours", type=int, default=168, help="vacuum: keep removed files this long (168)")
     p.add_argument("--force", action="store_true", help="vacuum: allow a retention below Delta's 168 h check")
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-id", help="model_id to index (default: the only one in the table)")
     p.add_argument("--version", type=int, help="clips table version to pin (default: latest)")
     p.add_argument("--force", action="store_true", help="rebuild even if the current index is up to date")
+    p.add_argument("--skip-validation", action="store_true",
+                   help="development only: build even if the clips version did not pass `vidx validate`")
+    p.add_argument("--no-publish", action="store_true",
+                   help="write the index version but leave CURRENT alone (publish with `vidx index promote`)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p = sub.add_parser("search", help="search the published index by text or image")
     p.add_argument("text", nargs="?", help="text query")
     p.add_argument("--image", help="image file to search with")
@@ -63,8 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", help="Spark master (default local[*])")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--config", help="YAML config file")
+    _model_parsers(sub)
     _serve_parsers(sub)
+    cli_ops.add_parsers(sub, _common)
     return parser
+
+
+def _model_parsers(sub: Any) -> None:
+    """`train-tiny` and `eval`: vidx's own model and how well search finds the right clip."""
+    p = sub.add_parser("train-tiny", help="train vidx-tiny on the synthetic captioned world (CPU, minutes)")
+    p.add_argument("--out", required=True, help="checkpoint to write; use it with --pretrained PATH")
+    p.add_argument("--seed", type=int, help="seed of the weights init and of the data (default 0)")
+    p.add_argument("--steps", type=int, help="training steps (default 400: about 5 min on 2 cores)")
+    p.add_argument("--batch-size", type=int, help="captioned frames per step (default 128)")
+    p.add_argument("--threads", type=int, help="torch threads; the weights depend on it (default 2)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p = sub.add_parser("eval", help="text -> clip Recall@K of the published index against a truth file")
+    _common(p, model=False)
+    p.add_argument("--truth", required=True, help="truth.json of the archive (written by vidx.synth)")
+    p.add_argument("--k", dest="ks", type=int, nargs="+", help="recall cut-offs (default 1 5 10)")
+    p.add_argument("--model-id", help="which model's index (default: the only one)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _serve_parsers(sub: Any) -> None:
@@ -131,7 +157,9 @@ def cmd_embed(cfg: VidxConfig, args: argparse.Namespace) -> int:
 def cmd_tables(cfg: VidxConfig, args: argparse.Namespace) -> int:
     from vidx.tables import delta, table_uri
 
-    names = args.table or ["videos", "clips", "runs"]
+    names = args.table or ["videos", "clips", "runs", "validations"]
+    if args.action == "optimize":
+        return _optimize_tables(cfg, names)
     if args.action == "vacuum" and args.retention_hours < 168 and not args.force:
         raise VidxError(f"--retention-hours {args.retention_hours} is below Delta's 168 h retention check: "
                         "readers of older versions may lose files. Add --force if no run or reader is active.")
@@ -148,11 +176,34 @@ def cmd_tables(cfg: VidxConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimize_tables(cfg: VidxConfig, names: list[str]) -> int:
+    from datetime import UTC, datetime
+
+    from vidx.tables import delta, table_uri
+    from vidx.tables.lock import WarehouseLock
+
+    # Optimize removes the files it compacts: holding the writer lease keeps it from racing an
+    # embed run's checkpoint commits (which rewrite files too).
+    with WarehouseLock(cfg.warehouse, f"optimize-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"):
+        for name in names:
+            uri = table_uri(cfg.warehouse, name)
+            if delta.table_exists(uri):
+                print(json.dumps({"table": name, **delta.optimize(uri)}, default=str))
+    return 0
+
+
 def cmd_build_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
     from vidx.index.from_table import build_from_warehouse
     from vidx.report import print_build_result
 
-    print_build_result(build_from_warehouse(cfg, model_id=args.model_id, version=args.version, force=args.force))
+    result = build_from_warehouse(cfg, model_id=args.model_id, version=args.version, force=args.force,
+                                  skip_validation=args.skip_validation, set_current=not args.no_publish)
+    if args.json:  # one line: Airflow passes the last line on (XCom) to `vidx index promote`
+        print(json.dumps({"model_id": result.model_id, "table_version": result.table_version,
+                          "up_to_date": result.up_to_date,
+                          "version": result.published.version if result.published else None}))
+    else:
+        print_build_result(result)
     return 0
 
 
@@ -179,10 +230,32 @@ def cmd_demo(cfg: VidxConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_tiny(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.train.command import train_command
+
+    train_command(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, threads=args.threads)
+    return 0
+
+
+def cmd_eval(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.quality.retrieval_eval import DEFAULT_KS, evaluate, print_report
+
+    report = evaluate(cfg.warehouse, args.truth, ks=args.ks or DEFAULT_KS, model_id=args.model_id)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
 def cmd_serve(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.index.registry import resolve_model
+
+    # Resolved before the server (and torch) is imported, so a bad warehouse fails in a second.
+    model_id = resolve_model(cfg.warehouse, args.model_id, allow_none=True)
     from vidx.serve.app import run_server
 
-    run_server(cfg, model_id=args.model_id, pretrained=args.pretrained)
+    run_server(cfg, model_id=model_id, pretrained=args.pretrained)
     return 0
 
 
@@ -212,7 +285,8 @@ def cmd_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Any] = {"embed": cmd_embed, "build-index": cmd_build_index, "search": cmd_search,
                             "demo": cmd_demo, "tables": cmd_tables,
-                            "serve": cmd_serve, "index": cmd_index}
+                            "train-tiny": cmd_train_tiny, "eval": cmd_eval,
+                            "serve": cmd_serve, "index": cmd_index, **cli_ops.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ Values are parsed as YAML so lists, numbers and booleans work from the shell.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -82,14 +83,18 @@ class TokenClusteringConfig(_Section):
     After block `layer` the frames of a clip are split into `segments` contiguous groups; each
     group's patch tokens are reduced to `centers` k-medoids++ medoids (`iters` iterations, `seed`)
     and the remaining blocks run on [mean CLS, medoids], giving one embedding per segment.
-    Off by default: it changes the embeddings (and so the model id's meaning) and trades fidelity
-    for speed; 4 frames per clip at layer 2, 2 segments, 16 centres is the measured default.
+    Off by default: it trades fidelity for speed and changes the embeddings, so an index must not
+    mix clips encoded with and without it. Defaults suit ViT-B-32 on 4-frame clips: at most 1.7x
+    fewer block FLOPs; bench/token_clustering.py measures speed and fidelity.
     """
 
     enabled: bool = False
-    # Blocks run per frame before clustering; must not exceed the model's depth.
-    layer: int = Field(default=2, ge=0)
+    # Blocks run per frame before clustering, at most the model's depth. Mid-depth: early tokens are
+    # still low-level, and clustering them costs more fidelity. vidx-tiny has 4 blocks: use 2.
+    layer: int = Field(default=6, ge=0)
+    # Contiguous groups of frames per clip; each gives one embedding (2 = two 2 s halves of a 4 s clip).
     segments: int = Field(default=2, gt=0)
+    # Medoid tokens kept per segment (ViT-B-32: 2 frames x 49 patches = 98 tokens -> 16).
     centers: int = Field(default=16, gt=0)
     algorithm: Literal["kmedoids"] = "kmedoids"
     iters: int = Field(default=10, ge=0)
@@ -98,8 +103,9 @@ class TokenClusteringConfig(_Section):
 
 class EncodeConfig(_Section):
     model: str = "vidx-tiny"
-    # open_clip pretrained tag, a local checkpoint path, or "random" (deterministic random init).
-    pretrained: str = "random"
+    # open_clip pretrained tag, a packaged tag ("synthetic-v1": vidx-tiny trained on vidx's synthetic
+    # world, shipped in vidx/encode/weights), a local checkpoint path, or "random" (random init, seed 0).
+    pretrained: str = "synthetic-v1"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=64, gt=0)
     # torch intra-op threads per task; 0 = executor cores / concurrent tasks.
@@ -111,17 +117,77 @@ class EncodeConfig(_Section):
     compile: bool = False
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: Any) -> int:
+    """A byte count from an int or a string: "8GB" (10^9), "8GiB" or Spark-style "8g" (2^30), "512MiB"."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a byte size")
+    if isinstance(value, int | float):
+        return int(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _BYTE_UNITS:
+        raise ValueError(f"{value!r} is not a byte size; write e.g. 17179869184, \"16GiB\", \"16g\" or \"500MB\"")
+    return int(float(match.group(1)) * _BYTE_UNITS[unit])
+
+
+IndexCandidate = Literal["ivfpq", "opq", "ivfpq_refine", "ivfflat"]
+
+
 class IndexConfig(_Section):
     # Below this many vectors an exact flat index is both smaller to reason about and fast enough;
     # above it IVF needs >= 39 training points per list at nlist = 4*sqrt(N), i.e. N >= ~24k.
     flat_below: int = Field(default=30_000, ge=1)
-    target_recall: float = Field(default=0.9, gt=0, le=1)
+    # recall@10 (vs exact search, held-out queries) the chosen index and nprobe must reach.
+    target_recall: float = Field(default=0.95, gt=0, le=1)
+    # Budget for the index's size in bytes (int or "16GiB"/"16g"/"500MB"): in RAM, or on disk for
+    # an on-disk index. Candidates estimated above it are skipped; none left is an IndexBuildError.
+    max_memory: int = Field(default=16 * 2**30, gt=0)
+    # Index families the selection may choose from (vidx.index.select): plain IVF-PQ, OPQ-rotated
+    # IVF-PQ (best recall per byte, slowest to train), 4-bit fast-scan IVF-PQ re-ranked with SQ8
+    # codes, IVF-Flat.
+    candidates: tuple[IndexCandidate, ...] = ("ivfpq", "opq", "ivfpq_refine", "ivfflat")
+    # Candidates are compared on the held-out queries' exact neighbours plus random vectors, this
+    # many in all (every vector when N is smaller); the chosen one is then measured on all N.
+    select_sample: int = Field(default=100_000, ge=1_000)
+    # A distributed build whose estimated index size exceeds this keeps its inverted lists in an
+    # on-disk `.ivfdata` file (served memory-mapped) instead of in RAM.
+    ondisk_above: int = Field(default=16 * 2**30, gt=0)
     eval_queries: int = Field(default=1000, gt=0)
     train_per_list: int = Field(default=64, ge=30, le=256)
-    # Dimensions per PQ sub-quantizer (1 byte each): 4 -> 512-d vectors cost 128 B; 8 -> 64 B but
-    # recall@10 stalls near 0.76-0.79 on CLIP-like data.
+    # Dimensions per PQ sub-quantizer of `choose_params`' fixed layout (used only when the caller
+    # passes IndexParams instead of letting the selection choose): 4 -> 512-d vectors cost 128 B.
     pq_dims: int = Field(default=4, ge=1)
     seed: int = 1234
+
+    @field_validator("max_memory", "ondisk_above", mode="before")
+    @classmethod
+    def _parse_bytes(cls, value: Any) -> int:
+        return parse_bytes(value)
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one index family (ivfpq, opq, ivfpq_refine, ivfflat)")
+        return value
+    # Publish only from a clips version whose latest `vidx validate` succeeded (the `validations`
+    # table); `vidx build-index --skip-validation` is the development escape hatch.
+    require_validation: bool = True
+
+
+class QualityConfig(_Section):
+    """`vidx validate`: thresholds of the great-expectations suites."""
+
+    # Share of a model's live (not deleted) videos that may have failed to decode. A higher share
+    # means something systemic (a missing codec, an unreadable mount), not a few bad files.
+    max_failed_share: float = Field(default=0.2, ge=0, le=1)
+    # Clip vectors are L2-normalised: |norm - 1| above this is a broken encoder or a bad write.
+    norm_tolerance: float = Field(default=0.01, gt=0, lt=1)
 
 
 class SearchConfig(_Section):
@@ -149,6 +215,7 @@ class VidxConfig(_Section):
     clips: ClipsConfig = ClipsConfig()
     encode: EncodeConfig = EncodeConfig()
     index: IndexConfig = IndexConfig()
+    quality: QualityConfig = QualityConfig()
     search: SearchConfig = SearchConfig()
     serve: ServeConfig = ServeConfig()
 
@@ -183,8 +250,10 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "VIDX_CONFIG" or name.startswith("VIDX_FAULT_"):
-            continue  # VIDX_FAULT_* are test-only fault-injection switches, not settings
+        if (not name.startswith(ENV_PREFIX) or name == "VIDX_CONFIG" or name.startswith("VIDX_FAULT_")
+                or name.startswith("VIDX_AIRFLOW_")):
+            # VIDX_FAULT_* are test-only fault-injection switches; VIDX_AIRFLOW_* configure the DAGs
+            continue
         key = name[len(ENV_PREFIX):].lower().replace("__", ".")
         try:
             flat[key] = yaml.safe_load(raw) if raw != "" else raw

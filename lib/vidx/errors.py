@@ -66,3 +66,7 @@ class WorkUnitError(VidxError):
 
     Raised inside Spark tasks so that Spark retries the unit.
     """
+
+
+class DataQualityError(VidxError):
+    """A table version failed validation, or was never validated, so nothing is published from it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -33,6 +34,9 @@ def test_cli_embed_build_search_on_a_folder(spark, tmp_path, capsys):
     (folder / "readme.txt").write_text("not a video, wrong extension: not listed")
     warehouse = str(tmp_path / "w")
     assert main(["embed", str(folder), "--warehouse", warehouse]) == 0
+    assert main(["build-index", "--warehouse", warehouse]) == 2  # never validated: refused
+    # half the files are bad on purpose: let that failed share pass the gate
+    assert main(["validate", "--warehouse", warehouse, "--max-failed-share", "0.6"]) == 0
     assert main(["build-index", "--warehouse", warehouse]) == 0
     capsys.readouterr()
     assert main(["search", "a blue square", "--json", "-k", "5", "--warehouse", warehouse]) == 0
@@ -68,7 +72,7 @@ def test_adaptive_clip_mode_through_the_pipeline(spark, tmp_path):
     for clips in by_video.values():
         clips.sort(key=lambda r: r["start_s"])
         assert sum(c["n_frames"] for c in clips) == 16
-        for a, b in zip(clips, clips[1:], strict=False):
+        for a, b in itertools.pairwise(clips):
             assert a["end_s"] == b["start_s"] and b["clip_idx"] > a["clip_idx"]
         for c in clips:
             assert 0 < c["end_s"] - c["start_s"] <= 6 + 1e-9

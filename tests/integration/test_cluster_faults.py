@@ -177,11 +177,14 @@ def test_add_modify_delete_exactly_those_changes_in_tables_and_index(cluster, co
     from vidx.config import load_config
     from vidx.index.from_table import build_from_warehouse
     from vidx.index.publish import load_index
+    from vidx.quality.validate import validate_warehouse
 
     archive = make_archive(tmp_path / "archive")
     warehouse = tmp_path / "w"
     embed(cluster, archive, warehouse, config_file)
-    cfg = load_config(env={}, overrides={"warehouse": str(warehouse)})
+    # the archive is half bad files on purpose: let the failed share pass the publish gate
+    cfg = load_config(env={}, overrides={"warehouse": str(warehouse), "quality.max_failed_share": 1.0})
+    assert all(v.success for v in validate_warehouse(cfg))
     first = build_from_warehouse(cfg).published.manifest
     before = clips(warehouse)
     vid = {Path(u).name: v for u, v in videos(warehouse).items()}
@@ -201,6 +204,7 @@ def test_add_modify_delete_exactly_those_changes_in_tables_and_index(cluster, co
     untouched = {vid[n]["video_id"] for n in ("a.mp4", "c.mov", "e.avi")}
     assert {k for k in keys(before) if k[0] in untouched} == {k for k in counts if k[0] in untouched}
     assert len(now) == len(vid) + 1                                        # one row per file, no duplicates
+    assert all(v.success for v in validate_warehouse(cfg))
     second = build_from_warehouse(cfg).published.manifest
     assert second["count"] == len(after) == first["count"] - 2 - 3 + 4 + 2
     ids = load_index(str(warehouse)).ids.to_pylist()

@@ -28,12 +28,14 @@ from vidx.index import (
     search,
 )
 from vidx.index import publish as publish_mod
+from vidx.index.params import choose_params
 
 pytestmark = pytest.mark.integration
 
 N, DIM = 40_000, 64
 # Plain PQ with 8 dims per byte tops out near 0.78 recall@10 on this data (0.72-0.79 across noise
-# levels), so the default 0.9 target is unreachable here; 0.7 exercises the nprobe sweep.
+# levels), so the default 0.95 target is unreachable here; 0.7 exercises the nprobe sweep. This
+# module builds the fixed `choose_params` layout (params given: no selection; see test_index_select).
 CFG = IndexConfig(target_recall=0.7, eval_queries=500, seed=7)
 MODEL = {"name": "vidx-tiny", "pretrained": "random", "dim": DIM}
 
@@ -55,8 +57,10 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 200, intrinsic: int =
     return x.astype(np.float32)
 
 
-def brute_top10(x: np.ndarray, q: np.ndarray) -> np.ndarray:
+def brute_top10(x: np.ndarray, q: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     sims = q @ x.T
+    if exclude is not None:  # the query's own row does not count as a neighbour
+        sims[np.arange(len(q)), exclude] = -np.inf
     top = np.argpartition(-sims, 10, axis=1)[:, :10]
     order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
     return np.take_along_axis(top, order, axis=1)
@@ -80,7 +84,7 @@ def data() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def built(data: np.ndarray) -> BuiltIndex:
-    return build_index(data, CFG)
+    return build_index(data, CFG, choose_params(N, DIM, CFG))
 
 
 @pytest.fixture(scope="module")
@@ -99,29 +103,36 @@ def test_ivfpq_recall_matches_independent_recomputation(built: BuiltIndex, data:
     assert (built.n, built.dim, built.eval_queries) == (N, DIM, 500)
     query_rows, _ = sample_rows(N, CFG.eval_queries, built.params.train_size, CFG.seed)
     q = data[query_rows]
-    exact = brute_top10(data, q)
+    exact = brute_top10(data, q, exclude=query_rows)
     ivf = faiss.extract_index_ivf(built.index)
     assert ivf.nprobe == built.nprobe  # stored in the index, so it survives serialisation
-    _, approx = built.index.search(q, 10)
-    assert mean_overlap(approx, exact) == pytest.approx(built.recall_at_10, abs=1e-9)
+    _, approx = built.index.search(q, 11)
+    assert mean_overlap(without(approx, query_rows), exact) == pytest.approx(built.recall_at_10, abs=1e-9)
     assert built.recall_at_10 >= CFG.target_recall
     assert built.nprobe & (built.nprobe - 1) == 0
     if built.nprobe > 1:  # the smallest power of two that reaches the target
         params = faiss.SearchParametersIVF()
         params.nprobe = built.nprobe // 2
-        _, fewer = built.index.search(q, 10, params=params)
-        assert mean_overlap(fewer, exact) < CFG.target_recall
+        _, fewer = built.index.search(q, 11, params=params)
+        assert mean_overlap(without(fewer, query_rows), exact) < CFG.target_recall
+    assert built.index_bytes == faiss.serialize_index(built.index).nbytes
+    assert built.memory_bytes == built.index_bytes  # no PQ precomputed table (build.PQ_TABLES_OFF)
+
+
+def without(ids: np.ndarray, own: np.ndarray) -> np.ndarray:
+    return np.array([[i for i in row if i != o][:10] for row, o in zip(ids, own, strict=True)])
 
 
 def test_unreachable_target_stops_at_plateau(caplog: pytest.LogCaptureFixture) -> None:
     cfg = IndexConfig(flat_below=1_000, target_recall=0.999, eval_queries=200)
     x = clustered(12_000, 32, seed=3)
+    params = choose_params(len(x), 32, cfg)  # given params: warn, never fail
     with caplog.at_level(logging.WARNING, logger="vidx.index.build"):
-        b = build_index(x, cfg)
+        b = build_index(x, cfg, params)
     assert b.params.nlist == 256 and b.recall_at_10 < 0.999
     assert 1 <= b.nprobe < b.params.nlist  # recall plateaus long before a full scan
     assert "cannot reach recall@10" in caplog.text
-    again = build_index(x, cfg)  # same seed: same sample, same centroids, same codes
+    again = build_index(x, cfg, params)  # same seed: same sample, same centroids, same codes
     assert (again.nprobe, again.recall_at_10) == (b.nprobe, b.recall_at_10)
     np.testing.assert_array_equal(faiss.serialize_index(again.index), faiss.serialize_index(b.index))
 
@@ -178,6 +189,9 @@ def test_publish_load_roundtrip(built: BuiltIndex, data: np.ndarray, tmp_path: P
     assert (m["count"], m["dim"], m["nprobe"], m["table_version"]) == (N, DIM, built.nprobe, 3)
     assert m["model"] == MODEL and m["clips_table"] == "clips" and m["params"]["nlist"] == 1024
     assert set(m["files"]) == {"index.faiss", "ids.parquet"}
+    assert (m["factory"], m["on_disk"]) == ("IVF1024,PQ16x8", False)
+    assert m["index_bytes"] == m["files"]["index.faiss"]["bytes"]
+    assert m["bytes_per_vector"] == pytest.approx(m["index_bytes"] / N, abs=0.01) and "selection" not in m
     assert loaded.params == built.params and loaded.ids.equals(ids_table(N))
     for nprobe in (None, 4):
         want = search(built.index, built.params, data[:50], 10, nprobe)

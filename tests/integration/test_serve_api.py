@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 import requests
+
 from indexkit import CLIP_S, IMAGE_COLOURS, TEXT_PROBES, image, model_id, png_bytes, publish_tiny
 from servekit import running_server, server_config
 

@@ -51,3 +51,10 @@ def test_config_is_frozen_and_with_overrides_copies():
         cfg.warehouse = "x"  # type: ignore[misc]
     other = cfg.with_overrides({"index.flat_below": 10})
     assert other.index.flat_below == 10 and cfg.index.flat_below == 30_000
+
+
+def test_publish_gate_and_quality_defaults_and_airflow_env_ignored():
+    cfg = load_config(env={"VIDX_AIRFLOW_ARCHIVE": "/data/videos", "VIDX_AIRFLOW_RETRIES": "0",
+                           "VIDX_QUALITY__MAX_FAILED_SHARE": "0.5"})
+    assert cfg.index.require_validation is True           # VIDX_AIRFLOW_* configure the DAGs, not vidx
+    assert cfg.quality.max_failed_share == 0.5 and cfg.quality.norm_tolerance == 0.01

@@ -9,8 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from indexkit import model_id, publish_tiny
 
+from indexkit import model_id, publish_tiny
 from vidx.cli import main
 from vidx.errors import ConfigError, IndexIntegrityError, IndexNotFoundError
 from vidx.index import current_version, load_index, registry

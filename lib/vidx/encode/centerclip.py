@@ -13,11 +13,15 @@ sampling), so a clip gets the same medoids alone or inside any batch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
@@ -32,10 +36,15 @@ _MAX_DIST_ELEMENTS = 1 << 26
 
 @dataclass(frozen=True)
 class TokenClustering:
-    """Settings of the token clustering (mirrors vidx.config.TokenClusteringConfig)."""
+    """Settings of the token clustering (mirrors vidx.config.TokenClusteringConfig).
+
+    Defaults suit ViT-B-32 on 4-frame clips (4 s at 1 fps): cluster after block 6 of 12, two 2-frame
+    segments, 98 patch tokens -> 16 medoids each. Shallower models need a smaller `layer`
+    (vidx-tiny has 4 blocks: use 2).
+    """
 
     enabled: bool = False
-    layer: int = 2
+    layer: int = 6
     segments: int = 2
     centers: int = 16
     algorithm: Literal["kmedoids"] = "kmedoids"
@@ -214,14 +223,17 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def _assemble(seg_emb: torch.Tensor, per_clip: list[int], clip_emb: torch.Tensor | None) -> list[ClipEncoding]:
-    """Split (total segments, dim) rows into ClipEncodings; clip = renormalised mean of its segments."""
-    out, lo = [], 0
-    for i, n in enumerate(per_clip):
-        segs = _normalise(seg_emb[lo:lo + n])
-        clip = clip_emb[i] if clip_emb is not None else _normalise(segs.double().mean(0))
-        out.append(ClipEncoding(segs.cpu(), clip.cpu()))
-        lo += n
-    return out
+    """Split (total segments, dim) rows into ClipEncodings; clip = renormalised mean of its segments.
+
+    Whole-batch tensor ops rather than per-clip ones: on a loaded CPU every small op pays a thread sync.
+    """
+    segs = _normalise(seg_emb).cpu()
+    if clip_emb is None:
+        owner = torch.repeat_interleave(torch.arange(len(per_clip)), torch.tensor(per_clip))
+        sums = torch.zeros(len(per_clip), segs.shape[1], dtype=torch.float64).index_add_(0, owner, segs.double())
+        clip_emb = _normalise(sums)
+    clips = clip_emb.cpu()
+    return [ClipEncoding(part, clips[i]) for i, part in enumerate(torch.split(segs, per_clip))]
 
 
 # ---------------------------------------------------------------- encoding
@@ -230,7 +242,10 @@ def _baseline(model: Any, vit: VisionTransformer, frames: torch.Tensor, lengths:
               segments: int) -> list[ClipEncoding]:
     """Clustering off: per-frame encode_image, clip = normalised mean of normalised frames (pool_clips)."""
     encode = getattr(getattr(model, "model", model), "encode_image", vit)
-    frame_emb = F.normalize(encode(frames).double(), dim=-1)
+    features = encode(frames)
+    if isinstance(features, tuple):  # a bare tower built with output_tokens=True: (pooled, tokens)
+        features = features[0]
+    frame_emb = F.normalize(features.double(), dim=-1)
     seg_rows, clip_rows, per_clip, offset = [], [], [], 0
     for n in lengths:
         clip = frame_emb[offset:offset + n]
@@ -275,17 +290,20 @@ def _clustered(vit: VisionTransformer, frames: torch.Tensor, lengths: list[int],
     for i, (a, b) in enumerate(spans):
         by_frames[b - a].append(i)
     by_tokens: dict[int, list[tuple[list[int], torch.Tensor]]] = defaultdict(list)
-    for idx in by_frames.values():
-        cls = torch.stack([x[a:b, 0].mean(0) for a, b in (spans[i] for i in idx)])
-        patches = torch.stack([x[a:b, 1:].reshape(-1, x.shape[2]) for a, b in (spans[i] for i in idx)])
-        tokens = torch.cat([cls.unsqueeze(1), _cluster_segments(patches, clustering)], dim=1)
+    for n_frames, idx in by_frames.items():
+        starts = torch.tensor([spans[i][0] for i in idx], device=x.device)
+        seg = x[starts.unsqueeze(1) + torch.arange(n_frames, device=x.device)]  # (G, n_frames, 1 + P, D)
+        cls = seg[:, :, 0].mean(1, keepdim=True)  # the segment's CLS: mean of its frames' CLS tokens
+        patches = seg[:, :, 1:].reshape(len(idx), -1, x.shape[2])  # all its frames' patches together
+        tokens = torch.cat([cls, _cluster_segments(patches, clustering)], dim=1)
         by_tokens[tokens.shape[1]].append((idx, tokens))
-    seg_emb = torch.empty(len(spans), vit.output_dim, dtype=torch.float64, device=x.device)
     # The later blocks run batched across every segment whose token count is the same.
+    done = []
     for groups in by_tokens.values():
-        idx = [i for ids, _ in groups for i in ids]
-        tokens = torch.cat([t for _, t in groups])
-        out = _head(vit, _run_blocks(vit, tokens, clustering.layer, depth))
+        late = _run_blocks(vit, torch.cat([t for _, t in groups]), clustering.layer, depth)
+        done.append(([i for ids, _ in groups for i in ids], _head(vit, late)))
+    seg_emb = torch.empty(len(spans), done[0][1].shape[1], dtype=torch.float64, device=x.device)
+    for idx, out in done:
         seg_emb[torch.tensor(idx, device=x.device)] = out.double()
     return _assemble(seg_emb, per_clip, None)
 
@@ -313,3 +331,114 @@ def encode_clip_frames(model: Any, frames: torch.Tensor, *, clustering: TokenClu
     if frames.ndim != 4 or frames.shape[0] < 1:
         raise VidxError(f"expected (T, 3, S, S) frames of one clip with T >= 1, got {tuple(frames.shape)}")
     return encode_clips(model, frames, [int(frames.shape[0])], clustering=clustering)[0]
+
+
+# ---------------------------------------------------------------- benchmark (bench/run.py, bench/token_clustering.py)
+
+def synthetic_clips(model: Any, frames_per_clip: int, n_clips: int, *, seed: int = 0) -> torch.Tensor:
+    """(n_clips * frames_per_clip, 3, S, S) normalised frames of the synthetic world, clip after clip.
+
+    One scene per clip, one frame per second of slow motion: neighbouring frames are alike, as in
+    real video sampled at 1 fps (white noise would make every token its own cluster).
+    """
+    from vidx.synth.world import AttributeSplit, make_scene, render_frame, sample_attributes
+
+    vit = _vision_tower(model)
+    size = int(vit.image_size[0])
+    pre = open_clip.get_model_preprocess_cfg(getattr(model, "model", model))
+    rng = np.random.default_rng(seed)
+    frames = []
+    for c in range(n_clips):
+        shape, color, count, background = sample_attributes(rng, AttributeSplit(), "any")
+        scene = make_scene(0.0, float(frames_per_clip), shape=shape, color=color, count=count, background=background)
+        # The same renderer seed for every frame of a clip: same objects and background, moving over time.
+        frames += [render_frame(scene, size, size, float(t), np.random.default_rng(seed * 100_003 + c))
+                   for t in range(frames_per_clip)]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(pre.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
+    std = torch.tensor(pre.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def overlap_at_k(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's top-k cosine neighbours (itself excluded) that a and b agree on."""
+    k = min(k, len(a) - 1)
+    if k < 1:
+        return float("nan")
+
+    def neighbours(x: np.ndarray) -> np.ndarray:
+        sim = x @ x.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    pairs = zip(neighbours(a), neighbours(b), strict=True)
+    return float(np.mean([len(set(r.tolist()) & set(s.tolist())) / k for r, s in pairs]))
+
+
+def block_flops_ratio(model: Any, frames_per_clip: int, clustering: TokenClustering) -> float:
+    """Baseline / clustered transformer-block FLOPs of one clip (stem, head and k-medoids left out).
+
+    A block on L tokens of width W costs ~2 (L (4 + 2 mlp_ratio) W^2 + 2 L^2 W): the load-free bound
+    of the speedup, to read the timings of a busy machine against.
+    """
+    vit = _vision_tower(model)
+    width, depth = vit.transformer.width, len(vit.transformer.resblocks)
+    mlp = vit.transformer.resblocks[0].mlp.c_fc.out_features / width
+    tokens = vit.grid_size[0] * vit.grid_size[1]
+
+    def block(n: int) -> float:
+        return 2.0 * (n * (4 + 2 * mlp) * width**2 + 2 * n * n * width)
+
+    late = sum((depth - clustering.layer) * block(min(clustering.centers, (b - a) * tokens) + 1)
+               for a, b in segment_bounds(frames_per_clip, clustering.segments))
+    return frames_per_clip * depth * block(tokens + 1) / (frames_per_clip * clustering.layer * block(tokens + 1) + late)
+
+
+def _alternating_pass(model: Any, frames: torch.Tensor, step: int, frames_per_clip: int,
+                      modes: dict[str, TokenClustering]) -> tuple[dict[str, float], dict[str, list[np.ndarray]]]:
+    """One pass over `frames` in batches of `step`, each batch in every mode (order flipped per batch)."""
+    seconds = dict.fromkeys(modes, 0.0)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in modes}
+    for i, lo in enumerate(range(0, len(frames), step)):
+        batch = frames[lo:lo + step]
+        for name in list(modes)[:: 1 if i % 2 == 0 else -1]:
+            start = time.perf_counter()
+            enc = encode_clips(model, batch, [frames_per_clip] * (len(batch) // frames_per_clip),
+                               clustering=modes[name])
+            seconds[name] += time.perf_counter() - start
+            out[name] += [e.clip_embedding.numpy() for e in enc]
+    return seconds, out
+
+
+def bench_token_clustering(model: Any, frames_per_clip: int, n_clips: int, clustering: TokenClustering,
+                           *, batch_frames: int = 64, repeats: int = 2, seed: int = 0) -> dict[str, Any]:
+    """{speedup, fidelity_cosine, clustered_ips, baseline_ips, overlap_at_10, ...} on synthetic clips.
+
+    fidelity_cosine: mean cosine of clustered vs baseline clip embeddings of the same clip;
+    overlap_at_10: mean share of each clip's 10 nearest other clips that both agree on. Baseline and
+    clustered batches alternate so load changes on a shared machine hit both; images/s are totals
+    over `repeats` passes. A `layer` deeper than the model becomes half its depth (reported).
+    """
+    depth = len(_vision_tower(model).transformer.resblocks)
+    if clustering.layer > depth:
+        LOG.warning("layer %d > model depth %d: benchmarking layer %d", clustering.layer, depth, depth // 2)
+        clustering = dataclasses.replace(clustering, layer=depth // 2)
+    modes = {"off": dataclasses.replace(clustering, enabled=False), "on": dataclasses.replace(clustering, enabled=True)}
+    frames = synthetic_clips(model, frames_per_clip, n_clips, seed=seed)
+    step = max(1, batch_frames // frames_per_clip) * frames_per_clip
+    _alternating_pass(model, frames[:step], step, frames_per_clip, modes)  # warm-up
+    seconds, out = _alternating_pass(model, frames, step, frames_per_clip, modes)
+    for _ in range(1, max(1, repeats)):
+        more, _ = _alternating_pass(model, frames, step, frames_per_clip, modes)
+        seconds = {name: seconds[name] + more[name] for name in seconds}
+    base, clus = np.stack(out["off"]), np.stack(out["on"])
+    cos, images = (base * clus).sum(1), len(frames) * max(1, repeats)
+    return {"speedup": seconds["off"] / seconds["on"], "fidelity_cosine": float(cos.mean()),
+            "fidelity_cosine_min": float(cos.min()), "clustered_ips": images / seconds["on"],
+            "baseline_ips": images / seconds["off"], "overlap_at_10": overlap_at_k(base, clus, 10),
+            "block_flops_ratio": block_flops_ratio(model, frames_per_clip, clustering),
+            # How alike unrelated clips already are: a fidelity cosine means little unless far above it.
+            "baseline_mean_cosine_between_clips": float((base @ base.T)[~np.eye(len(base), dtype=bool)].mean()),
+            "frames_per_clip": frames_per_clip, "n_clips": n_clips, "batch_frames": step,
+            "repeats": max(1, repeats), "clustering": dataclasses.asdict(modes["on"]),
+            "torch_threads": torch.get_num_threads()}

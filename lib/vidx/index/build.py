@@ -7,6 +7,7 @@ Faiss ids are row positions 0..n-1 of the input matrix; the caller keeps the row
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,11 @@ ADD_CHUNK = 65_536
 # once two doublings of nprobe gained less than this, and picks the smallest nprobe within
 # this of the best recall seen (a full scan at nprobe = nlist would buy nothing).
 RECALL_PLATEAU = 0.002
+# IVF-PQ keeps an nlist x m x 256-float residual table (up to 2 GiB) to speed up probing: at 1M x 512
+# with PQ64 that is 512 MiB next to 72 MiB of codes, for no measurable gain at 512-d (PQ128, 200k,
+# nprobe 8-32, one thread) and 14% more queries/s at 64-d. vidx never builds or loads it
+# (IO_FLAG_SKIP_PRECOMPUTE_TABLE), so an IVF-PQ index costs what its codes do.
+PQ_TABLES_OFF = -1
 
 
 @dataclass
@@ -40,26 +46,43 @@ class BuiltIndex:
     dim: int
     build_seconds: float
     eval_queries: int
+    index_bytes: int = 0  # serialised index (plus its .ivfdata file when on disk); 0 = not measured
+    memory_bytes: int = 0  # index_bytes plus tables faiss holds in RAM beyond the file (see index_memory)
+    ivfdata: str | None = None  # local path of the on-disk inverted lists, None when they are in RAM
+    selection: dict[str, Any] | None = None  # candidates tried (vidx.index.select), None when not selected
+    scratch: str | None = None  # temporary folder holding `ivfdata` until published (distributed builds)
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig, params: IndexParams | None = None) -> BuiltIndex:
-    """Train (on a seeded sample), fill and evaluate an index over `vectors` (float32, (n, dim), normalised).
+    """Build, measure and return an index over `vectors` (float32, (n, dim), normalised).
 
+    Without `params`: flat below `cfg.flat_below` (see choose_params), otherwise the layout is
+    chosen by vidx.index.select from n, dim, `cfg.max_memory` and `cfg.target_recall`, which
+    raises IndexBuildError when no candidate reaches the target within the budget.
+    With `params`: exactly that layout (no search); its nprobe is the smallest power of two
+    reaching `cfg.target_recall` (see `_choose_nprobe` otherwise).
     Recall@10 is measured against exact inner-product search on `cfg.eval_queries` rows sampled
-    with `cfg.seed` and excluded from the training sample when n allows. For IVF the chosen nprobe
-    is the smallest power of two reaching `cfg.target_recall` (see `_choose_nprobe` otherwise)
-    and is stored in the index itself, so `search(..., nprobe=None)` uses it.
-    `build_seconds` covers training, adding and the recall measurement.
+    with `cfg.seed` and excluded from the training sample when n allows. The nprobe is stored in
+    the index itself, so `search(..., nprobe=None)` uses it. `build_seconds` covers everything.
     """
     vectors = _validate_vectors(vectors)
     n, dim = vectors.shape
-    params = params or choose_params(n, dim, cfg)
+    if params is None:
+        params = choose_params(n, dim, cfg)
+        if params.kind != "flat":
+            # Imported here: select builds on this module's search and measurement helpers.
+            from vidx.index.select import build_selected
+
+            return build_selected(vectors, cfg)
+        if 4 * n * dim > cfg.max_memory:
+            raise IndexBuildError(f"a flat index over {n} x {dim} vectors needs {4 * n * dim} bytes, over "
+                                  f"index.max_memory ({cfg.max_memory}); raise index.max_memory")
     started = time.perf_counter()
-    train_size = min(params.train_size, n) if params.kind == "ivfpq" else 0
+    train_size = min(params.train_size, n) if params.is_ivf else 0
     query_rows, train_rows = sample_rows(n, min(cfg.eval_queries, n), train_size, cfg.seed)
     try:
         index = _new_index(params, dim, cfg.seed)
-        if params.kind == "ivfpq":
+        if params.is_ivf:
             LOG.info("training %s on %d of %d vectors", params.factory, train_size, n)
             index.train(np.ascontiguousarray(vectors[train_rows]))
         for start in range(0, n, ADD_CHUNK):
@@ -68,16 +91,52 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, params: IndexParams | Non
         raise IndexBuildError(f"faiss could not build {params.factory} over {n} x {dim} vectors: {exc}. "
                               "Check the index parameters (m must divide dim, nlist <= n).") from exc
     nprobe, recall = 0, 1.0
-    if params.kind == "ivfpq":
+    if params.is_ivf:
         queries = np.ascontiguousarray(vectors[query_rows])
-        _, exact_ids = exact_search(vectors, queries, RECALL_K)
-        nprobe, recall = _choose_nprobe(index, params, queries, exact_ids, cfg.target_recall)
+        _, exact_ids = exact_search(vectors, queries, RECALL_K + 1)
+        truth = drop_self(exact_ids, query_rows, RECALL_K)
+        nprobe, recall = _choose_nprobe(index, params, queries, query_rows=query_rows, exact_ids=truth,
+                                        target=cfg.target_recall)
         faiss.extract_index_ivf(index).nprobe = nprobe
     seconds = time.perf_counter() - started
     LOG.info("built %s over %d x %d in %.1f s: recall@10 %.3f at nprobe %d",
              params.factory, n, dim, seconds, recall, nprobe)
+    index_bytes, memory_bytes = index_memory(index)
     return BuiltIndex(index=index, params=params, nprobe=nprobe, recall_at_10=recall, n=n, dim=dim,
-                      build_seconds=seconds, eval_queries=len(query_rows) if params.kind == "ivfpq" else 0)
+                      build_seconds=seconds, eval_queries=len(query_rows) if params.is_ivf else 0,
+                      index_bytes=index_bytes, memory_bytes=memory_bytes)
+
+
+def deserialize(data: np.ndarray | bytes) -> faiss.Index:
+    """faiss.deserialize_index without IVF-PQ's precomputed residual table (see PQ_TABLES_OFF)."""
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8), faiss.IO_FLAG_SKIP_PRECOMPUTE_TABLE)
+
+
+def index_memory(index: faiss.Index, ivfdata: str | None = None) -> tuple[int, int]:
+    """(bytes of the serialised index plus its .ivfdata file, that plus any PQ precomputed table in RAM)."""
+    written = [0]
+
+    def count(chunk: bytes) -> int:
+        written[0] += len(chunk)
+        return len(chunk)
+
+    # Counted, not kept: serialize_index would hold a second copy of a possibly huge index.
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))  # type: ignore[attr-defined]
+    size = written[0] + (os.path.getsize(ivfdata) if ivfdata else 0)
+    table = 0
+    if index.is_trained and not isinstance(index, faiss.IndexFlat):
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index)) if _has_ivf(index) else None
+        if ivf is not None and hasattr(ivf, "precomputed_table"):
+            table = 4 * int(ivf.precomputed_table.size())
+    return size, size + table
+
+
+def _has_ivf(index: faiss.Index) -> bool:
+    try:
+        faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index (flat)
+        return False
+    return True
 
 
 def sample_rows(n: int, n_queries: int, train_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,15 +174,21 @@ def search(index: faiss.Index, params: IndexParams, queries: np.ndarray, k: int,
         return np.empty((q.shape[0], 0), np.float32), np.empty((q.shape[0], 0), np.int64)
     _check_metric(index, params)
     search_params: Any = None
-    if params.kind == "ivfpq" and (nprobe is not None or selector is not None):
+    ivf_params: Any = None  # kept referenced here: a refine wrapper holds only a raw pointer to it
+    if params.is_ivf and (nprobe is not None or selector is not None):
         # Per-call parameters leave the shared index untouched, so concurrent searches are safe.
-        search_params = faiss.SearchParametersIVF()
+        search_params = ivf_params = faiss.SearchParametersIVF()
         # SearchParametersIVF defaults to nprobe 1, not to the index's own value.
-        search_params.nprobe = nprobe or faiss.extract_index_ivf(index).nprobe
+        ivf_params.nprobe = nprobe or faiss.extract_index_ivf(index).nprobe
+        if params.k_factor:  # IndexRefine accepts only its own parameter type, wrapping the IVF's
+            search_params = faiss.IndexRefineSearchParameters()
+            refine: Any = faiss.downcast_index(index)
+            search_params.k_factor = float(refine.k_factor)
+            search_params.base_index_params = ivf_params
     elif selector is not None:
-        search_params = faiss.SearchParameters()
+        search_params = ivf_params = faiss.SearchParameters()
     if selector is not None:
-        search_params.sel = selector
+        ivf_params.sel = selector  # the refine stage only re-ranks what the base index selected
     distances, ids = index.search(q, k_eff, params=search_params)
     # On unit vectors ||q - x||^2 = 2 - 2 cos(q, x).
     scores = 1.0 - distances / 2.0 if params.metric == "l2" else distances
@@ -158,7 +223,18 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(hits.any(axis=2).sum(axis=1).mean() / exact_ids.shape[1])
 
 
-def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray,
+def drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """The first `k` ids of each row other than the query's own id.
+
+    Recall queries are rows of the data, held out of training but not of the index; real queries
+    are not in the index, so a query finding itself is not counted.
+    """
+    others = ids != query_ids[:, None]
+    order = np.argsort(~others, axis=1, kind="stable")  # keeps rank order, self moved to the end
+    return np.take_along_axis(ids, order, axis=1)[:, :k]
+
+
+def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray, *, query_rows: np.ndarray,
                    exact_ids: np.ndarray, target: float) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 reaches `target`.
 
@@ -168,8 +244,8 @@ def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray,
     probes = [1 << e for e in range(params.nlist.bit_length()) if 1 << e < params.nlist] + [params.nlist]
     seen: list[tuple[int, float]] = []
     for nprobe in probes:
-        _, ids = search(index, params, queries, RECALL_K, nprobe)
-        recall = recall_at_k(ids, exact_ids)
+        _, ids = search(index, params, queries, RECALL_K + 1, nprobe)
+        recall = recall_at_k(drop_self(ids, query_rows, RECALL_K), exact_ids)
         LOG.debug("nprobe %d: recall@10 %.4f", nprobe, recall)
         if recall >= target:
             return nprobe, recall
@@ -187,13 +263,20 @@ def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray,
 def _new_index(params: IndexParams, dim: int, seed: int) -> faiss.Index:
     metric = faiss.METRIC_L2 if params.metric == "l2" else faiss.METRIC_INNER_PRODUCT
     index = faiss.index_factory(dim, params.factory, metric)
-    if params.kind == "ivfpq":
-        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))  # IndexIVFPQ
+    if params.is_ivf:
+        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
         ivf.cp.seed = seed
-        ivf.pq.cp.seed = seed
-        # The factory turns on polysemous training, which we never search with and which took
-        # ~7x the rest of training (8 s vs 1 s for IVF1024,PQ8 on 40k x 64).
-        ivf.do_polysemous_training = False
+        if hasattr(ivf, "pq"):
+            ivf.pq.cp.seed = seed
+        if hasattr(ivf, "do_polysemous_training"):
+            # The factory turns on polysemous training, which we never search with and which took
+            # ~7x the rest of training (8 s vs 1 s for IVF1024,PQ8 on 40k x 64).
+            ivf.do_polysemous_training = False
+        if hasattr(ivf, "use_precomputed_table"):
+            ivf.use_precomputed_table = PQ_TABLES_OFF
+    if params.k_factor:
+        refine: Any = index
+        refine.k_factor = float(params.k_factor)
     return index
 
 

@@ -74,7 +74,10 @@ def load_clips(warehouse: str, model_id: str, version: int) -> tuple[pa.Table, n
 
 
 def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, version: int | None = None,
-                         force: bool = False) -> BuildResult:
+                         force: bool = False, skip_validation: bool = False,
+                         set_current: bool = True) -> BuildResult:
+    """`skip_validation` bypasses the `index.require_validation` gate (development only);
+    `set_current` False writes the version without moving CURRENT (`vidx index promote` does)."""
     clips_uri = table_uri(cfg.warehouse, "clips")
     pinned = version if version is not None else delta.latest_version(clips_uri)
     if pinned is None:
@@ -86,6 +89,14 @@ def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, versio
         if manifest.get("table_version") == pinned:
             LOG.info("index %s already built from clips version %d: up to date", current, pinned)
             return BuildResult(model_id, pinned, None, True)
+    extra: dict[str, Any] = {}
+    if cfg.index.require_validation and not skip_validation:
+        from vidx.quality.records import require_validated
+
+        passed = require_validated(cfg.warehouse, model_id, pinned)  # DataQualityError when not
+        extra["validation"] = {"validation_id": passed["validation_id"], "results_uri": passed["results_uri"]}
+    else:
+        LOG.warning("building from clips version %d without checking its validation", pinned)
     ids, vectors = load_clips(cfg.warehouse, model_id, pinned)
     if len(vectors) == 0:
         raise IndexBuildError(f"clips version {pinned} has no vectors for {model_id}")
@@ -93,5 +104,5 @@ def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, versio
     built = build_index(vectors, cfg.index)
     model: dict[str, Any] = load_model_record(cfg.warehouse, model_id) or {"model_id": model_id}
     published = publish_index(built, ids, warehouse=cfg.warehouse, model_id=model_id, table_version=pinned,
-                              model=model)
+                              model=model, extra=extra, set_current=set_current)
     return BuildResult(model_id, pinned, published, False)

@@ -29,17 +29,29 @@ MIN_IVFPQ_VECTORS = MIN_POINTS_PER_CENTROID * PQ_CENTROIDS
 PQ_DIMS_PER_SUBQUANTIZER = 8
 
 
+IndexKind = Literal["flat", "ivfpq", "opq", "ivfpq_refine", "ivfflat"]
+
+
 @dataclass(frozen=True)
 class IndexParams:
-    """What to build: `factory` is the `faiss.index_factory` string, the rest is for humans and manifests."""
+    """What to build: `factory` is the `faiss.index_factory` string, the rest is for humans and manifests.
 
-    kind: Literal["flat", "ivfpq"]
+    `kind` is "flat" (exact) or an IVF family (see vidx.index.select); `m`/`nbits` describe the PQ
+    code (0 without one); `k_factor` > 0 means an IndexRefine that re-ranks k * k_factor candidates.
+    """
+
+    kind: IndexKind
     factory: str
     nlist: int
     m: int
     nbits: int
     metric: Literal["ip", "l2"]
     train_size: int
+    k_factor: int = 0  # a default, so manifests written before refine indexes existed still load
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.kind != "flat"
 
 
 def choose_params(n: int, dim: int, cfg: IndexConfig) -> IndexParams:
@@ -82,10 +94,14 @@ def choose_params(n: int, dim: int, cfg: IndexConfig) -> IndexParams:
         return IndexParams(kind="flat", factory="Flat", nlist=0, m=0, nbits=0, metric="ip", train_size=0)
     nlist = choose_nlist(n)
     m = choose_m(dim, cfg.pq_dims)
-    train_size = min(n, max(cfg.train_per_list * nlist, MIN_POINTS_PER_CENTROID * nlist,
-                            MIN_IVFPQ_VECTORS))
+    train_size = choose_train_size(n, nlist, cfg.train_per_list)
     return IndexParams(kind="ivfpq", factory=f"IVF{nlist},PQ{m}x{PQ_NBITS}", nlist=nlist, m=m,
                        nbits=PQ_NBITS, metric="l2", train_size=train_size)
+
+
+def choose_train_size(n: int, nlist: int, per_list: int) -> int:
+    """Coarse k-means sample: `per_list` points per list, >= 39 per list and per PQ centroid, <= n."""
+    return min(n, max(per_list * nlist, MIN_POINTS_PER_CENTROID * nlist, MIN_IVFPQ_VECTORS))
 
 
 def choose_nlist(n: int) -> int:

@@ -5,7 +5,9 @@ Layout of one model::
     indexes/<model_id>/CURRENT                 text: the served version
     indexes/<model_id>/<version>/index.faiss   faiss.serialize_index bytes
     indexes/<model_id>/<version>/ids.parquet   row i describes faiss id i
-    indexes/<model_id>/<version>/manifest.json params, recall, sha256 of every file
+    indexes/<model_id>/<version>/manifest.json params, recall, size, candidates tried, sha256 of every file
+    indexes/<model_id>/<version>/index.ivfdata on-disk inverted lists (distributed builds above
+                                               index.ondisk_above only; see vidx.index.ondisk)
 
 Version folders are immutable and only `CURRENT` moves, so a reader either sees the old index or
 the new one. A version folder without `manifest.json` is incomplete and invisible to readers.
@@ -33,7 +35,8 @@ import pyarrow.parquet as pq
 
 from vidx import storage
 from vidx.errors import ConfigError, IndexBuildError, IndexIntegrityError, IndexNotFoundError
-from vidx.index.build import BuiltIndex
+from vidx.index import ondisk
+from vidx.index.build import BuiltIndex, deserialize, index_memory
 from vidx.index.params import IndexParams
 
 LOG = logging.getLogger(__name__)
@@ -43,10 +46,12 @@ INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
+IVFDATA_FILE = ondisk.IVFDATA_FILE
 TMP_PREFIX = ".tmp-"
 _RESERVED_KEYS = frozenset({"format_version", "version", "model_id", "model", "table_version", "params",
                             "nprobe", "count", "dim", "recall_at_10", "eval_queries", "build_seconds",
-                            "built_at", "files"})
+                            "built_at", "files", "factory", "index_bytes", "memory_bytes", "bytes_per_vector",
+                            "on_disk", "selection"})
 
 
 @dataclass
@@ -66,8 +71,10 @@ class LoadedIndex:
 
 
 def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id: str, table_version: int,
-                  model: dict[str, Any], extra: dict[str, Any] | None = None) -> PublishedIndex:
-    """Write a new immutable version of `model_id`'s index and point `CURRENT` at it.
+                  model: dict[str, Any], extra: dict[str, Any] | None = None,
+                  set_current: bool = True) -> PublishedIndex:
+    """Write a new immutable version of `model_id`'s index and point `CURRENT` at it (unless
+    `set_current` is False: then `vidx index promote VERSION` publishes it later).
 
     `ids` row i describes faiss id i (columns are the caller's, e.g. faiss_id, video_id, clip_idx,
     start_s, end_s, uri). `extra` keys are added to the manifest's top level.
@@ -80,16 +87,19 @@ def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id:
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%S}Z-t{table_version}-{uuid.uuid4().hex[:8]}"
     # serialize_index returns a uint8 array; a memoryview of it avoids another copy of the index.
-    files: dict[str, memoryview] = {INDEX_FILE: faiss.serialize_index(built.index).data,
-                                    IDS_FILE: memoryview(_parquet_bytes(ids))}
+    files: dict[str, memoryview | str] = {INDEX_FILE: faiss.serialize_index(built.index).data,
+                                          IDS_FILE: memoryview(_parquet_bytes(ids))}
+    if built.ivfdata:  # on-disk lists: index.faiss names this file, opened from the same folder
+        if Path(built.ivfdata).name != IVFDATA_FILE:
+            raise IndexBuildError(f"on-disk lists must be named {IVFDATA_FILE}, got {built.ivfdata}")
+        files[IVFDATA_FILE] = built.ivfdata
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "version": version, "model_id": model_id, "model": model,
         "table_version": table_version, "params": asdict(built.params), "nprobe": built.nprobe,
         "count": int(built.index.ntotal), "dim": built.dim, "recall_at_10": built.recall_at_10,
         "eval_queries": built.eval_queries, "build_seconds": round(built.build_seconds, 3),
-        "built_at": now.isoformat(timespec="seconds"),
-        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": data.nbytes}
-                  for name, data in files.items()},
+        "built_at": now.isoformat(timespec="seconds"), **_size_record(built),
+        "files": {name: _file_entry(data) for name, data in files.items()},
         **(extra or {}),
     }
     files[MANIFEST_FILE] = memoryview(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -98,7 +108,8 @@ def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id:
             _write_version_local(storage.local_path(root), version, files)
         else:
             _write_version_object_store(storage.join(root, version), files)
-        storage.write_bytes_atomic(storage.join(root, CURRENT_FILE), f"{version}\n".encode())
+        if set_current:
+            storage.write_bytes_atomic(storage.join(root, CURRENT_FILE), f"{version}\n".encode())
     except (OSError, pa.ArrowException) as exc:
         raise IndexBuildError(f"could not publish index version {version} under {root}: {exc}. "
                               "Check that the warehouse is writable and has space.") from exc
@@ -139,9 +150,12 @@ def load_index(warehouse: str, model_id: str | None = None, version: str | None 
                                      f"run `vidx build-index --warehouse {warehouse}`")
     version_uri = storage.join(_model_root(warehouse, model_id), version)
     manifest = load_manifest(warehouse, model_id, version)
-    blobs = {name: _read_verified(version_uri, name, manifest) for name in (INDEX_FILE, IDS_FILE)}
+    on_disk = bool(manifest.get("on_disk"))
+    blobs = {name: _read_verified(version_uri, name, manifest) for name in (INDEX_FILE, IDS_FILE)
+             if not (on_disk and name == INDEX_FILE)}
     try:
-        index = faiss.deserialize_index(np.frombuffer(blobs[INDEX_FILE], dtype=np.uint8))
+        index = (ondisk.open_published(version_uri, manifest, INDEX_FILE) if on_disk
+                 else deserialize(blobs[INDEX_FILE]))
         ids = pq.read_table(pa.BufferReader(blobs[IDS_FILE]))
         params = IndexParams(**manifest["params"])
     except (RuntimeError, TypeError, pa.ArrowException) as exc:
@@ -152,6 +166,25 @@ def load_index(warehouse: str, model_id: str | None = None, version: str | None 
                                   f"{ids.num_rows} rows, manifest count {manifest.get('count')}; rebuild it")
     LOG.info("loaded index %s (%d vectors)", version_uri, ids.num_rows)
     return LoadedIndex(index=index, ids=ids, manifest=manifest, params=params, version=version)
+
+
+def _size_record(built: BuiltIndex) -> dict[str, Any]:
+    """Chosen layout, size and (when selected) the candidates tried, for the manifest's top level."""
+    index_bytes, memory_bytes = built.index_bytes, built.memory_bytes
+    if not index_bytes:  # built by hand (tests, tools): measure now
+        index_bytes, memory_bytes = index_memory(built.index, built.ivfdata)
+    record: dict[str, Any] = {"factory": built.params.factory, "index_bytes": index_bytes,
+                              "memory_bytes": memory_bytes, "on_disk": built.ivfdata is not None,
+                              "bytes_per_vector": round(index_bytes / max(1, int(built.index.ntotal)), 2)}
+    if built.selection is not None:
+        record["selection"] = built.selection
+    return record
+
+
+def _file_entry(data: memoryview | str) -> dict[str, Any]:
+    if isinstance(data, str):  # a local file too large to hold in memory (on-disk lists)
+        return {"sha256": ondisk.sha256_file(data), "bytes": os.path.getsize(data)}
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": data.nbytes}
 
 
 def _renames_folders(root: str) -> bool:
@@ -255,12 +288,15 @@ def _parquet_bytes(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
-def _write_version_local(root: str, version: str, files: dict[str, memoryview]) -> None:
+def _write_version_local(root: str, version: str, files: dict[str, memoryview | str]) -> None:
     """Write the version under a hidden temporary folder, then rename the whole folder into place."""
     tmp = Path(root) / f"{TMP_PREFIX}{version}"
     tmp.mkdir(parents=True)
     try:
         for name, data in files.items():
+            if isinstance(data, str):
+                ondisk.place_file(data, tmp / name)
+                continue
             with open(tmp / name, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -272,7 +308,7 @@ def _write_version_local(root: str, version: str, files: dict[str, memoryview]) 
     _fsync_dir(root)
 
 
-def _write_version_object_store(version_uri: str, files: dict[str, memoryview]) -> None:
+def _write_version_object_store(version_uri: str, files: dict[str, memoryview | str]) -> None:
     """Object stores cannot rename a folder atomically: write in place, manifest last.
 
     Until the manifest exists, readers ignore the folder, so a crash leaves only invisible debris.
@@ -280,8 +316,12 @@ def _write_version_object_store(version_uri: str, files: dict[str, memoryview]) 
     fs, base = storage.filesystem(version_uri)
     fs.create_dir(base, recursive=True)
     for name in sorted(files, key=lambda n: n == MANIFEST_FILE):
+        data = files[name]
+        if isinstance(data, str):
+            ondisk.upload_file(data, storage.join(version_uri, name))
+            continue
         with fs.open_output_stream(f"{base}/{name}") as out:  # one PUT per file
-            out.write(files[name])
+            out.write(data)
 
 
 def _fsync_dir(path: str) -> None:

@@ -1,1 +1,3 @@
-"""Data and result quality checks: retrieval evaluation against ground truth (`vidx eval`)."""
+"""Data and result quality checks: the great-expectations publish gate (`vidx validate`, the
+`validations` table), the post-publish smoke search, and retrieval evaluation against ground
+truth (`vidx eval`)."""

@@ -161,8 +161,10 @@ def _metrics(results: Sequence[tuple[int | None, float]], ks: tuple[int, ...]) -
 
 
 def _exact_results(queries: Sequence[Query], q: np.ndarray, vectors: np.ndarray,
-                   uris: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[tuple[int | None, float]]:
-    """First right clip per query when every clip vector is scored (brute force, cosine)."""
+                   where: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int | None, float]]:
+    """First right clip per query when every clip vector is scored (brute force, cosine).
+    `where`: each clip's (uri, start_s, end_s) as arrays."""
+    uris, starts, ends = where
     sims = q @ vectors.T
     out: list[tuple[int | None, float]] = []
     for i, query in enumerate(queries):
@@ -206,7 +208,7 @@ def evaluate(warehouse: str, truth: str | Path, *, ks: Sequence[int] = DEFAULT_K
     LOG.info("evaluating %d text queries against %d clips of %s", len(queries), len(ids), manifest["model_id"])
     q = encode_texts(searcher.model, [qr.caption for qr in queries])
     depth = max(depth, ks[-1])
-    results = {"exact": _exact_results(queries, q, vectors, uris, starts, ends),
+    results = {"exact": _exact_results(queries, q, vectors, (uris, starts, ends)),
                "index": _index_results(searcher, queries, q, min(depth, len(ids)))}
     report = EvalReport(model_id=manifest["model_id"], index_version=searcher.loaded.version,
                         table_version=int(manifest["table_version"]),

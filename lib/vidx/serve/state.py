@@ -100,6 +100,8 @@ class ServedIndex:
                 if w * h > MAX_QUERY_PIXELS:
                     raise QueryError(f"image is {w}x{h} pixels; at most {MAX_QUERY_PIXELS:,} are accepted")
                 frame = prepare_image(img, model.image_size)
+        # PIL reports unreadable or truncated data as OSError/ValueError, some malformed headers as
+        # SyntaxError, and absurd sizes as DecompressionBombError: all are the client's bad image.
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise QueryError(f"image cannot be decoded ({type(exc).__name__}: {exc}); send a PNG or JPEG, "
                              "base64-encoded") from exc

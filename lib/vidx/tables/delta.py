@@ -145,3 +145,28 @@ def vacuum(table_uri: str, *, retention_hours: int | None, dry_run: bool) -> lis
     enforce = retention_hours is None or retention_hours >= 168
     return list(table.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=enforce,
                              full=True))
+
+
+def optimize(table_uri: str, *, zorder_by: Sequence[str] = ("video_id",),
+             target_size: int | None = None) -> dict[str, Any]:
+    """Compact small files (one per checkpoint and Spark task add up) and Z-order by `zorder_by`
+    where the table has those columns, so per-video reads skip most files by their stats.
+
+    One commit with dataChange=false: readers and time travel see the same rows. Returns delta-rs'
+    metrics (files added/removed, partitions optimized...) plus the versions before and after."""
+    table = open_table(table_uri)
+    before = table.version()
+    names = set(table.schema().to_arrow().names)
+    columns = [c for c in zorder_by if c in names and c not in table.metadata().partition_columns]
+    props = CommitProperties(custom_metadata={"vidx.operation": "optimize"})
+    try:
+        if columns:
+            metrics = table.optimize.z_order(columns, target_size=target_size, commit_properties=props)
+        else:
+            metrics = table.optimize.compact(target_size=target_size, commit_properties=props)
+    except CommitFailedError as exc:
+        raise TableError(f"optimize of {table_uri} lost a race with another commit ({exc}); run it again "
+                         "when no embed run is writing") from exc
+    after = open_table(table_uri).version()
+    LOG.info("%s: optimized (z-order %s) version %d -> %d", table_uri, columns or "none", before, after)
+    return {"zorder_by": columns, "version_before": before, "version_after": after, **dict(metrics)}

@@ -10,6 +10,7 @@ order of operations depend on nothing else.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import open_clip
 import torch
 
+from vidx.encode.models import model_config  # registers vidx-tiny with open_clip
 from vidx.errors import ConfigError, VidxError
 from vidx.synth.world import AttributeSplit
 from vidx.train.data import BatchSpec, training_batch
@@ -70,6 +72,7 @@ class TrainResult:
 
 def build_model(name: str, seed: int) -> Any:
     """A freshly initialised open_clip model, seeded without touching the caller's global RNG."""
+    model_config(name)  # ModelLoadError naming the known models when `name` is unknown
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -81,7 +84,8 @@ def build_model(name: str, seed: int) -> Any:
 
 def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; gains, biases, embeddings and the temperature are not decayed (as in open_clip)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         skip = param.ndim < 2 or "embedding" in name or "logit_scale" in name or ".ln" in name
         (no_decay if skip else decay).append(param)
@@ -116,15 +120,18 @@ def train_step(model: Any, loss_fn: Any, opt: torch.optim.Optimizer, images: tor
 
 
 def save_checkpoint(model: Any, path: str | Path) -> tuple[int, str]:
-    """fp16 state dict (open_clip loads it with `pretrained=PATH`); written atomically. Returns size, sha256."""
+    """fp16 state dict (open_clip loads it with `pretrained=PATH`), the same bytes for the same weights,
+    written atomically. Returns (size, sha256)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v.detach()
              for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()  # not the file: torch.save would name the archive's root folder after it
+    torch.save(state, buffer)
+    data = buffer.getvalue()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
-    data = path.read_bytes()
     return len(data), hashlib.sha256(data).hexdigest()
 
 
@@ -150,7 +157,7 @@ def _run_steps(cfg: TrainConfig, model: Any) -> list[float]:
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             LOG.info("step %d/%d  loss %.3f  lr %.2e  temp %.1f  %.1f s", step + 1, cfg.steps,
                      float(np.mean(losses[-cfg.log_every:])), lr_at(step, cfg),
-                     float(model.logit_scale.exp()), time.perf_counter() - t0)
+                     float(model.logit_scale.detach().exp()), time.perf_counter() - t0)
     return losses
 
 

@@ -78,3 +78,54 @@ def test_search_request_parsing():
     for bad in (0, -1, 11):
         with pytest.raises(QueryError, match="between 1 and 10"):
             check_k(bad, 10)
+
+
+def test_serve_config_defaults_and_env():
+    from vidx.config import load_config
+
+    cfg = load_config(env={})
+    assert (cfg.serve.host, cfg.serve.port, cfg.serve.max_k) == ("127.0.0.1", 8000, 1000)
+    cfg = load_config(env={"VIDX_SERVE__PORT": "9001", "VIDX_SERVE__RELOAD_INTERVAL_S": "0.5"})
+    assert cfg.serve.port == 9001 and cfg.serve.reload_interval_s == 0.5
+    from vidx.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        load_config(env={"VIDX_SERVE__RELOAD_INTERVAL_S": "0"})
+
+
+class _FakeServed:
+    def __init__(self, version: str) -> None:
+        self.version, self.model_id, self.count, self.dim = version, "m", 1, 4
+        self.manifest, self.loaded_at = {"nprobe": 0, "params": {"factory": "Flat"}}, 0.0
+
+
+def test_holder_swaps_keeps_old_on_failure_and_retries_later(tmp_path):
+    from vidx.serve.reload import IndexHolder
+
+    calls: list[str] = []
+
+    def loader(warehouse, model_id, version, pretrained):
+        calls.append(version)
+        if version.startswith("bad"):
+            raise RuntimeError(f"{version} is broken")
+        return _FakeServed(version)
+
+    current = tmp_path / "indexes" / "m" / "CURRENT"
+    current.parent.mkdir(parents=True)
+    holder = IndexHolder(str(tmp_path), model_id="m", loader=loader)
+    assert not holder.poll_once() and "published index" in holder.not_ready_reason()
+    current.write_text("v1\n")
+    assert holder.poll_once() and holder.require().version == "v1"
+    assert not holder.poll_once() and calls == ["v1"]  # unchanged CURRENT: nothing loaded
+    current.write_text("bad2\n")
+    assert not holder.poll_once()
+    assert holder.require().version == "v1" and holder.failure.version == "bad2"
+    assert holder.status()["reload_error"]["error"] == "RuntimeError: bad2 is broken"
+    assert not holder.poll_once() and calls == ["v1", "bad2"]  # not retried at once...
+    holder.failure = type(holder.failure)("bad2", "old", holder.failure.at - 3600)
+    holder.poll_once()
+    assert calls == ["v1", "bad2", "bad2"]  # ...but after a while
+    current.write_text("v1\n")  # rolled back to what is served: the alarm clears
+    assert not holder.poll_once() and holder.failure is None
+    current.write_text("v3\n")
+    assert holder.poll_once() and holder.require().version == "v3"

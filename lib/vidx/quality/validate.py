@@ -1,0 +1,157 @@
+"""`vidx validate`: run the great-expectations suites on a pinned clips version (and the matching
+videos state), write JSON results and GX Data Docs under `W/quality/`, record the outcome in the
+`validations` table. The publish gate (`vidx.quality.records.require_validated`) reads that row.
+
+GX runs on pandas frames (no `[spark]` extra: it pins pyspark < 4.2) in an in-memory context, so
+nothing but the files named here is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from vidx.config import VidxConfig
+from vidx.errors import DataQualityError
+from vidx.quality import frames
+from vidx.quality.records import ValidationRecord, record_validation
+from vidx.quality.suites import SuiteParams, clips_expectations, expectation_label, videos_expectations
+from vidx.storage import filesystem, is_local, join, local_path, normalize_uri, write_bytes_atomic
+from vidx.tables import delta, table_uri
+
+LOG = logging.getLogger(__name__)
+DOCS_SITE = "vidx"
+
+
+def quality_root(warehouse: str) -> str:
+    return join(normalize_uri(warehouse), "quality")
+
+
+def _context(docs_dir: str) -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home from a batch job
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    site = {"class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir}}
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
+                               progress_bars=ProgressBarsConfig(globally=False), data_docs_sites={DOCS_SITE: site})
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _run_suites(frames_by_suite: dict[str, pd.DataFrame], expectations: dict[str, list[Any]],
+                docs_dir: str, run_name: str) -> tuple[dict[str, Any], str]:
+    """One checkpoint per suite (each validates its own data frame), one GX run id for both;
+    the checkpoints' action builds Data Docs into `docs_dir`."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    ctx = _context(docs_dir)
+    source = ctx.data_sources.add_pandas("vidx")
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    results = {}
+    for name, exps in expectations.items():
+        batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
+        suite = ctx.suites.add(gx.ExpectationSuite(name=name))
+        for exp in exps:
+            suite.add_expectation(exp)
+        definition = ctx.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite, name=name))
+        checkpoint = ctx.checkpoints.add(gx.Checkpoint(
+            name=f"vidx-{name}", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs", site_names=[DOCS_SITE])],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10}))
+        results[name] = checkpoint.run(batch_parameters={"dataframe": frames_by_suite[name]}, run_id=run_id)
+    return results, str(gx.__version__)
+
+
+def _collect(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """(JSON of each suite's results, labels of failed expectations, Data Docs pages)."""
+    payload, failed, pages = [], [], []
+    for name, checkpoint_result in results.items():
+        for identifier, vr in checkpoint_result.run_results.items():
+            payload.append({"suite": name, **vr.to_json_dict()})
+            failed += [expectation_label(name, r.expectation_config) for r in vr.results if not r.success]
+            pages.append("/".join(["validations", *identifier.to_tuple()]) + ".html")
+    return payload, failed, pages
+
+
+def _publish_docs(local_dir: str, warehouse: str) -> str:
+    """Copy a locally built Data Docs site into `W/quality/data_docs` (object stores included)."""
+    target = join(quality_root(warehouse), "data_docs")
+    if is_local(target) and local_path(target) == local_dir:
+        return target
+    fs, path = filesystem(target)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(local_dir, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    return target
+
+
+def validate_model(cfg: VidxConfig, model_id: str, clips_version: int, videos_version: int | None,
+                   *, max_failed_share: float | None = None) -> ValidationRecord:
+    """Validate one model's clips at `clips_version`; write results and record them."""
+    w = cfg.warehouse
+    step = 1.0 / cfg.decode.sample_fps
+    params = SuiteParams(dim=frames.model_dim(w, model_id), sample_step_s=step, clip_mode=cfg.clips.mode,
+                         max_failed_share=cfg.quality.max_failed_share if max_failed_share is None
+                         else max_failed_share, norm_tolerance=cfg.quality.norm_tolerance)
+    videos = frames.videos_frame(w, model_id, videos_version)
+    clips = frames.clips_frame(w, model_id, clips_version, videos, step)
+    LOG.info("validating %s: %d clips (clips v%d) and %d videos (videos v%s)", model_id, len(clips),
+             clips_version, len(videos), videos_version)
+    validation_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    root = quality_root(w)
+    local_docs = local_path(join(root, "data_docs")) if is_local(root) else tempfile.mkdtemp(prefix="vidx-docs-")
+    try:
+        results, gx_version = _run_suites({"videos": videos, "clips": clips},
+                                             {"videos": videos_expectations(params),
+                                              "clips": clips_expectations(params)}, local_docs, validation_id)
+        payload, failed, pages = _collect(results)
+        docs_root = _publish_docs(local_docs, w)
+    finally:
+        if not is_local(root):
+            shutil.rmtree(local_docs, ignore_errors=True)
+    results_uri = join(root, "results", model_id, f"clips-v{clips_version}-{validation_id}.json")
+    n_exp = sum(len(p["results"]) for p in payload)
+    rec = ValidationRecord(
+        validation_id=validation_id, table_name="clips", table_version=clips_version,
+        videos_version=videos_version, model_id=model_id, success=not failed, n_rows=len(clips),
+        n_videos=len(videos), n_expectations=n_exp, n_failed=len(failed), failed_expectations=failed,
+        results_uri=results_uri, data_docs_uri=join(docs_root, pages[-1]) if pages else None,
+        validated_at=datetime.now(UTC), gx_version=gx_version,
+        extra={"data_docs_index": join(docs_root, "index.html")})
+    write_bytes_atomic(results_uri, json.dumps({"validation": rec.summary(), "suites": payload}, indent=1,
+                                               default=str).encode())
+    record_validation(w, rec)
+    (LOG.info if rec.success else LOG.error)("validation %s of %s at clips v%d: %s (%d/%d expectations failed)",
+                                             validation_id, model_id, clips_version,
+                                             "passed" if rec.success else "FAILED", rec.n_failed, n_exp)
+    return rec
+
+
+def validate_warehouse(cfg: VidxConfig, *, version: int | None = None, model_id: str | None = None,
+                       max_failed_share: float | None = None) -> list[ValidationRecord]:
+    """Validate clips `version` (latest by default) for `model_id` (default: every model in it)."""
+    clips_uri = table_uri(cfg.warehouse, "clips")
+    pinned = version if version is not None else delta.latest_version(clips_uri)
+    if pinned is None:
+        raise DataQualityError(f"no clips table under {cfg.warehouse}; run `vidx embed` first")
+    models = frames.clip_models(cfg.warehouse, pinned)
+    if model_id is not None and model_id not in models:
+        raise DataQualityError(f"no clips of {model_id!r} at clips version {pinned}; models there: "
+                               f"{models or 'none'}")
+    videos_version = frames.matching_videos_version(cfg.warehouse, pinned)
+    return [validate_model(cfg, m, pinned, videos_version, max_failed_share=max_failed_share)
+            for m in ([model_id] if model_id else models)]

@@ -1,0 +1,43 @@
+"""Derived columns of the data-quality suites (no great-expectations, no Spark)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vidx.errors import DataQualityError
+from vidx.quality.frames import _vector_facts, model_dim
+from vidx.quality.suites import SuiteParams, clips_expectations, expectation_label, videos_expectations
+
+
+def test_vector_facts_on_ragged_nan_and_null_embeddings():
+    unit = (np.ones(4) / 2).tolist()
+    column = pa.chunked_array([pa.array([unit, [3.0, 4.0], [1.0, float("nan")], None, []],
+                                        pa.list_(pa.float32()))])
+    facts = _vector_facts(column)
+    assert facts["embedding_dim"].tolist()[:3] == [4, 2, 2] and facts["embedding_dim"][4] == 0
+    assert math.isnan(facts["embedding_dim"][3])                      # null embedding: no length
+    assert facts["embedding_nonfinite"].tolist() == [0, 0, 1, 0, 0]
+    norm = facts["embedding_norm"]
+    assert norm[0] == pytest.approx(1.0) and norm[1] == pytest.approx(5.0) and math.isnan(norm[2])
+
+
+def test_model_dim_from_model_id(tmp_path):
+    assert model_dim(str(tmp_path), "ViT-B-32__laion2b__d512") == 512
+    with pytest.raises(DataQualityError, match="dimension"):
+        model_dim(str(tmp_path), "custom-model")
+
+
+def test_suites_come_from_the_schemas():
+    p = SuiteParams(dim=8, max_failed_share=0.2, norm_tolerance=0.01, sample_step_s=1.0, clip_mode="fixed")
+    clips = [expectation_label("clips", e.configuration) for e in clips_expectations(p)]
+    videos = [expectation_label("videos", e.configuration) for e in videos_expectations(p)]
+    assert "clips: expect_column_values_to_not_be_null(embedding_dim)" in clips   # list field -> length
+    assert "clips: expect_column_values_to_not_be_null(frame_ts)" not in clips    # nullable in the schema
+    assert "videos: expect_column_values_to_not_be_null(uri)" in videos
+    adaptive = [expectation_label("clips", e.configuration)
+                for e in clips_expectations(SuiteParams(**{**p.__dict__, "clip_mode": "adaptive"}))]
+    assert "clips: expect_column_values_to_be_between(clip_idx_step)" in adaptive
