@@ -148,8 +148,9 @@ def test_opq_uses_the_shared_coarse_clustering(monkeypatch: pytest.MonkeyPatch) 
 
 def test_gpu_path_runs_when_faiss_sees_a_gpu(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
                                              small: np.ndarray) -> None:
+    cfg = CFG.model_copy(update={"candidates": ("ivfflat",)})  # no codebooks: the device paths are under test
     with caplog.at_level(logging.INFO, logger="vidx.index.devices"):
-        cpu = build_index(small, CFG)
+        cpu = build_index(small, cfg)
     assert "on CPU" in caplog.text and "GPU" not in caplog.text
     moved: list[str] = []
     # faiss-cpu has no GPU functions: stand-ins that keep the index on CPU but record the round trip.
@@ -158,7 +159,7 @@ def test_gpu_path_runs_when_faiss_sees_a_gpu(monkeypatch: pytest.MonkeyPatch, ca
     monkeypatch.setattr(faiss, "index_gpu_to_cpu", lambda index: moved.append("back") or index, raising=False)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="vidx.index.devices"):
-        gpu = build_index(small, CFG)
+        gpu = build_index(small, cfg)
     assert "coarse k-means (256 centroids, 12000 points) on 1 GPU(s)" in caplog.text
     assert "adding on 1 GPU(s)" in caplog.text
     assert "to" in moved and "back" in moved

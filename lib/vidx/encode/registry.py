@@ -6,10 +6,12 @@ The index manifest copies it, so a query server can load the exact query encoder
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vidx.encode.models import LoadedModel
 from vidx.storage import exists, join, normalize_uri, read_bytes, write_bytes_atomic
+
+if TYPE_CHECKING:  # importing models pulls in torch; build-index and validate must not pay for it
+    from vidx.encode.models import LoadedModel
 
 
 def model_record(lm: LoadedModel) -> dict[str, Any]:
