@@ -154,6 +154,9 @@ class IndexConfig(_Section):
     # Candidates are compared on the held-out queries' exact neighbours plus random vectors, this
     # many in all (every vector when N is smaller); the chosen one is then measured on all N.
     select_sample: int = Field(default=100_000, ge=1_000)
+    # `vidx build-index` adds vectors on Spark (train once on the driver, one shard per partition,
+    # merge) from this many vectors up; below it the driver builds alone, which is faster.
+    distributed_above: int = Field(default=2_000_000, ge=1)
     # A distributed build whose estimated index size exceeds this keeps its inverted lists in an
     # on-disk `.ivfdata` file (served memory-mapped) instead of in RAM.
     ondisk_above: int = Field(default=16 * 2**30, gt=0)

@@ -23,7 +23,7 @@ def _clustered(n: int, seed: int) -> np.ndarray:
     return l2_normalize(centres[rng.integers(0, 64, n)] + 0.35 * rng.normal(size=(n, DIM)))
 
 
-def _write_clips(warehouse: str, vectors: np.ndarray, txn: int, model_id: str) -> None:
+def _write_clips(warehouse: str, vectors: np.ndarray, txn: int, model_id: str, shuffle: bool = False) -> None:
     n = len(vectors)
     vid = [f"v{i // CLIPS_PER_VIDEO:04d}" for i in range(n)]
     idx = np.arange(n) % CLIPS_PER_VIDEO
@@ -32,6 +32,8 @@ def _write_clips(warehouse: str, vectors: np.ndarray, txn: int, model_id: str) -
         "n_frames": pa.array(np.full(n, 4), pa.int32()), "frame_ts": [[float(s)] for s in idx * 4.0],
         "model_id": [model_id] * n, "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
         "run_id": ["r"] * n}, schema=CLIPS_SCHEMA)
+    if shuffle:  # files and rows out of (video_id, clip_idx) order: the reader must sort
+        table = table.take(np.random.default_rng(0).permutation(n))
     uri = table_uri(warehouse, "clips")
     files = [write_data_file(table.slice(lo, 4000), table_uri=uri, partition_values={"model_id": model_id},
                              name_hint=f"t{lo}") for lo in range(0, n, 4000)]
@@ -82,3 +84,29 @@ def test_ivfpq_build_from_pinned_version(tmp_path):
     assert loaded.ids["uri"][123].as_py() == "/archive/v0001.mp4"
     again = build_from_warehouse(cfg, model_id=model_id, version=pinned)
     assert again.up_to_date and again.published is None
+
+
+def test_distributed_build_from_the_table_keeps_the_id_map_aligned(spark, tmp_path):
+    """Above index.distributed_above, build-index adds on Spark from the pinned Delta files: faiss id i
+    must still be row i of the id map, and the results must equal the driver-only build's."""
+    model_id = "vidx-tiny__random__d64"
+    vectors = _clustered(N_VIDEOS * CLIPS_PER_VIDEO, seed=5)
+    results = {}
+    for mode, threshold in (("driver", 10**9), ("spark", 1)):
+        warehouse = str(tmp_path / mode)
+        _write_videos(warehouse, model_id)
+        _write_clips(warehouse, vectors, 1, model_id, shuffle=True)
+        cfg = load_config(env={}, overrides={
+            "warehouse": warehouse, "index.flat_below": 5000, "index.candidates": ["ivfflat"],
+            "index.distributed_above": threshold, "index.require_validation": False})
+        build_from_warehouse(cfg, model_id=model_id, spark=spark)
+        loaded = load_index(warehouse, model_id)
+        queries = vectors[::97]
+        _, got = search(loaded.index, loaded.params, queries, 5, loaded.manifest["nprobe"])
+        ids = loaded.ids.to_pylist()
+        # the query vector's own clip comes back first, under its own (video_id, clip_idx)
+        own = [(ids[row[0]]["video_id"], ids[row[0]]["clip_idx"]) for row in got]
+        expected = [(f"v{i // CLIPS_PER_VIDEO:04d}", i % CLIPS_PER_VIDEO) for i in range(0, len(vectors), 97)]
+        assert own == expected
+        results[mode] = got
+    np.testing.assert_array_equal(results["driver"], results["spark"])

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from vidx.config import VidxConfig
 from vidx.encode.registry import load_model_record
 from vidx.errors import IndexBuildError
-from vidx.index.build import build_index
+from vidx.index.build import BuiltIndex, build_index
 from vidx.index.publish import PublishedIndex, current_version, load_manifest, publish_index
 from vidx.tables import delta, table_uri
 
@@ -58,24 +58,77 @@ def embeddings_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarra
     return np.ascontiguousarray(flat.reshape(len(arr), dim))
 
 
-def load_clips(warehouse: str, model_id: str, version: int) -> tuple[pa.Table, np.ndarray]:
-    """Id columns joined with each video's uri, sorted by (video_id, clip_idx), and the vectors."""
-    clips = delta.read_rows(table_uri(warehouse, "clips"), version=version,
-                            columns=[*ID_COLUMNS, "embedding"], equals={"model_id": model_id})
-    clips = clips.sort_by([("video_id", "ascending"), ("clip_idx", "ascending")])
+SORT_KEYS = [("video_id", "ascending"), ("clip_idx", "ascending")]
+
+
+def _read_sorted(warehouse: str, model_id: str, version: int, columns: list[str]) -> pa.Table:
+    return delta.read_rows(table_uri(warehouse, "clips"), version=version, columns=columns,
+                           equals={"model_id": model_id}).sort_by(SORT_KEYS)
+
+
+def _id_map(clips: pa.Table, warehouse: str, model_id: str) -> pa.Table:
     videos = delta.read_rows(table_uri(warehouse, "videos"), columns=["video_id", "uri"],
                              equals={"model_id": model_id})
     uris = dict(zip(videos["video_id"].to_pylist(), videos["uri"].to_pylist(), strict=True))
     ids = clips.select(ID_COLUMNS).append_column(
         "uri", pa.array([uris.get(v, "") for v in clips["video_id"].to_pylist()], pa.string()))
-    ids = ids.add_column(0, "faiss_id", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+    return ids.add_column(0, "faiss_id", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+
+
+def load_ids(warehouse: str, model_id: str, version: int) -> pa.Table:
+    """The id map alone: row i (faiss id i) is the i-th clip by (video_id, clip_idx), with its uri."""
+    return _id_map(_read_sorted(warehouse, model_id, version, ID_COLUMNS), warehouse, model_id)
+
+
+def load_clips(warehouse: str, model_id: str, version: int) -> tuple[pa.Table, np.ndarray]:
+    """The id map (see load_ids) and the vectors in the same order."""
+    clips = _read_sorted(warehouse, model_id, version, [*ID_COLUMNS, "embedding"])
     dim = len(clips["embedding"][0]) if clips.num_rows else 0
-    return ids, embeddings_matrix(clips["embedding"], dim)
+    return _id_map(clips, warehouse, model_id), embeddings_matrix(clips["embedding"], dim)
+
+
+def clips_frame(spark: Any, warehouse: str, model_id: str, version: int) -> Any:
+    """(faiss_id, embedding) on Spark, numbered in load_ids' order, read from the pinned version's
+    files (plain `spark.read.parquet(T)` would ignore the Delta log)."""
+    from pyspark.sql import functions as F
+
+    uri = table_uri(warehouse, "clips")
+    files = [f for f in delta.file_uris(uri, version=version) if f"model_id={model_id}/" in f]
+    rows = (spark.read.option("basePath", uri).parquet(*files)
+            .select("video_id", "clip_idx", "embedding").orderBy("video_id", "clip_idx"))
+    numbered = rows.rdd.zipWithIndex().map(lambda pair: (pair[1], pair[0]["embedding"]))
+    frame = spark.createDataFrame(numbered, "faiss_id long, embedding array<float>")
+    return frame.withColumn("embedding", F.col("embedding").cast("array<float>"))
+
+
+def _count(warehouse: str, model_id: str, version: int) -> int:
+    """Rows of one model at a version, from Parquet metadata: no data is read."""
+    ds = delta.to_dataset(table_uri(warehouse, "clips"), version=version)
+    return int(ds.count_rows(filter=pc.field("model_id") == model_id))
+
+
+def _build(cfg: VidxConfig, model_id: str, pinned: int, spark: Any) -> tuple[pa.Table, BuiltIndex]:
+    """The id map and the index: on the driver below `index.distributed_above` vectors, else on Spark."""
+    n = _count(cfg.warehouse, model_id, pinned)
+    if n == 0:
+        raise IndexBuildError(f"clips version {pinned} has no vectors for {model_id}")
+    if n < cfg.index.distributed_above:
+        ids, vectors = load_clips(cfg.warehouse, model_id, pinned)
+        LOG.info("building index over %d x %d vectors (clips version %d)", *vectors.shape, pinned)
+        return ids, build_index(vectors, cfg.index)
+    from vidx.index.distributed import build_index_distributed, scratch_uri
+    from vidx.spark.session import get_spark
+
+    spark = spark or get_spark(cfg.spark)
+    LOG.info("building index over %d vectors on Spark (clips version %d)", n, pinned)
+    ids = load_ids(cfg.warehouse, model_id, pinned)
+    frame = clips_frame(spark, cfg.warehouse, model_id, pinned)
+    return ids, build_index_distributed(spark, frame, cfg.index, scratch=scratch_uri(cfg.warehouse, model_id))
 
 
 def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, version: int | None = None,
                          force: bool = False, skip_validation: bool = False,
-                         set_current: bool = True) -> BuildResult:
+                         set_current: bool = True, spark: Any = None) -> BuildResult:
     """`skip_validation` bypasses the `index.require_validation` gate (development only);
     `set_current` False writes the version without moving CURRENT (`vidx index promote` does)."""
     clips_uri = table_uri(cfg.warehouse, "clips")
@@ -97,12 +150,12 @@ def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, versio
         extra["validation"] = {"validation_id": passed["validation_id"], "results_uri": passed["results_uri"]}
     else:
         LOG.warning("building from clips version %d without checking its validation", pinned)
-    ids, vectors = load_clips(cfg.warehouse, model_id, pinned)
-    if len(vectors) == 0:
-        raise IndexBuildError(f"clips version {pinned} has no vectors for {model_id}")
-    LOG.info("building index over %d x %d vectors (clips version %d)", *vectors.shape, pinned)
-    built = build_index(vectors, cfg.index)
+    ids, built = _build(cfg, model_id, pinned, spark)
     model: dict[str, Any] = load_model_record(cfg.warehouse, model_id) or {"model_id": model_id}
     published = publish_index(built, ids, warehouse=cfg.warehouse, model_id=model_id, table_version=pinned,
                               model=model, extra=extra, set_current=set_current)
+    if built.scratch:  # an on-disk build's local .ivfdata: the published version holds its own copy
+        from vidx.index.distributed import remove_scratch
+
+        remove_scratch(built)
     return BuildResult(model_id, pinned, published, False)
