@@ -124,16 +124,12 @@ def bench_spark(videos_dir: Path, workdir: Path) -> dict[str, Any]:
 
 
 def bench_token_clustering(model: str, pretrained: str) -> dict[str, Any]:
-    try:
-        from vidx.encode import centerclip
-
-        bench = centerclip.bench_token_clustering
-    except (ImportError, AttributeError) as exc:
-        return {"skipped": f"token clustering unavailable: {exc}"}
+    from vidx.encode.centerclip import TokenClustering
+    from vidx.encode.centerclip_bench import bench_token_clustering as bench
     from vidx.encode.models import ModelSpec, load_model
 
     lm = load_model(ModelSpec(model, pretrained), device="cpu")
-    return dict(bench(lm.model, frames_per_clip=4, n_clips=24, clustering=centerclip.TokenClustering(enabled=True)))
+    return dict(bench(lm.model, frames_per_clip=4, n_clips=24, clustering=TokenClustering(enabled=True)))
 
 
 def make_videos(root: Path) -> dict[str, list[Path]]:

@@ -1,6 +1,6 @@
 """Speed and fidelity of CenterCLIP token clustering against the per-frame baseline (random weights).
 
-The measurement itself is `vidx.encode.centerclip.bench_token_clustering` (also called by
+The measurement itself is `vidx.encode.centerclip_bench.bench_token_clustering` (also called by
 bench/run.py): synthetic-world clips, baseline and clustered batches timed alternately, fidelity
 as the cosine of clip embeddings and overlap@10 of their neighbour lists.
 
@@ -25,7 +25,8 @@ import open_clip
 import torch
 
 import vidx.encode.models  # noqa: F401 - registers vidx-tiny with open_clip
-from vidx.encode.centerclip import TokenClustering, bench_token_clustering
+from vidx.encode.centerclip import TokenClustering
+from vidx.encode.centerclip_bench import bench_token_clustering
 
 LOG = logging.getLogger("bench.token_clustering")
 RESULTS = Path(__file__).parent / "results"

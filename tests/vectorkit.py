@@ -9,7 +9,7 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 200, intrinsic: int =
     """Normalised vectors around `clusters` centres, each cluster spread on its own low-dimensional subspace.
 
     Real CLIP embeddings have low intrinsic dimension; isotropic noise would make every neighbour
-    equidistant and recall meaningless (same recipe as tests/integration/test_index_build.py).
+    equidistant and recall meaningless.
     """
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from vectorkit import clustered
 from vidx.config import IndexConfig
 from vidx.errors import IndexBuildError, IndexIntegrityError, IndexNotFoundError, ModelMismatchError
 from vidx.index import (
@@ -38,23 +39,6 @@ N, DIM = 40_000, 64
 # module builds the fixed `choose_params` layout (params given: no selection; see test_index_select).
 CFG = IndexConfig(target_recall=0.7, eval_queries=500, seed=7)
 MODEL = {"name": "vidx-tiny", "pretrained": "random", "dim": DIM}
-
-
-def clustered(n: int, dim: int, seed: int, clusters: int = 200, intrinsic: int = 8) -> np.ndarray:
-    """Normalised vectors around `clusters` centres, each cluster spread on a low-dimensional subspace.
-
-    Real CLIP embeddings have low intrinsic dimension; isotropic noise would make every neighbour
-    equidistant and recall meaningless.
-    """
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    bases = rng.standard_normal((clusters, intrinsic, dim)).astype(np.float32) / np.sqrt(intrinsic)
-    labels = rng.integers(0, clusters, n)
-    coef = rng.standard_normal((n, intrinsic)).astype(np.float32)
-    x = centres[labels] + 0.5 * np.einsum("ni,nid->nd", coef, bases[labels])
-    x += 0.02 * rng.standard_normal((n, dim)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
 
 
 def brute_top10(x: np.ndarray, q: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:

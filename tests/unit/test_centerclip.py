@@ -13,14 +13,13 @@ from open_clip.transformer import VisionTransformer
 from vidx.config import VidxConfig, load_config
 from vidx.encode.centerclip import (
     TokenClustering,
-    bench_token_clustering,
     encode_clip_frames,
     encode_clips,
     kmedoids_pp,
-    overlap_at_k,
     pairwise_distances,
     segment_bounds,
 )
+from vidx.encode.centerclip_bench import bench_token_clustering, overlap_at_k
 from vidx.encode.embedder import pool_clips
 from vidx.encode.models import ModelSpec, load_model
 from vidx.errors import ConfigError, ModelLoadError, VidxError

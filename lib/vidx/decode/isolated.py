@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 from vidx.decode.decoder import DecodedFrames
 from vidx.decode.probe import VideoInfo
@@ -41,22 +41,28 @@ class IsolatedDecoder:
             self._proc.wait()
         self._proc = None
 
-    def _call(self, request: dict[str, Any], timeout_s: float) -> Any:
-        proc = self._start()
+    @staticmethod
+    def _write(proc: subprocess.Popen[bytes], request: dict[str, Any]) -> IO[bytes]:
         if proc.stdin is None or proc.stdout is None:
             raise RuntimeError("decoder subprocess started without pipes")
+        write_msg(proc.stdin, request)  # type: ignore[arg-type]
+        return proc.stdout
+
+    def _call(self, request: dict[str, Any], timeout_s: float) -> Any:
+        proc = self._start()
         try:
-            write_msg(proc.stdin, request)  # type: ignore[arg-type]
-        except BrokenPipeError:
+            stdout = self._write(proc, request)
+        except BrokenPipeError:  # the subprocess died since the last call: one fresh try, not a loop
             self.close()
-            return self._call(request, timeout_s)
-        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+            proc = self._start()
+            stdout = self._write(proc, request)
+        ready, _, _ = select.select([stdout], [], [], timeout_s)
         if not ready:
             self.close()
             raise DecodeError(f"{request['path']}: decoder did not finish within {timeout_s:.0f} s and was "
                               "killed; raise decode.timeout_s if the file is just very long", error_class="timeout")
         try:
-            reply = read_msg(proc.stdout)  # type: ignore[arg-type]
+            reply = read_msg(stdout)  # type: ignore[arg-type]
         except EOFError as exc:
             code = proc.wait()
             self.close()

@@ -91,7 +91,10 @@ def build_checkpoint(inp: BatchInput, *, warehouse: str, run_id: str, model_id: 
              "clips": sum(f.num_records for f in clip_files),
              "frames": sum(u["n_frames"] or 0 for u in units),
              "decode_s": sum(u["decode_s"] or 0.0 for u in units),
-             "encode_s": sum(u["encode_s"] or 0.0 for u in units)}
+             "encode_s": sum(u["encode_s"] or 0.0 for u in units),
+             # kept in the checkpoint so a resumed run reports the failures of batches it finishes
+             "failures": [{"uri": r["uri"], "error_class": str(r["error_class"]), "error": str(r["error"])}
+                          for r in rows if r["status"] == "failed"]}
     return Checkpoint(run_id, inp.batch, TableActions(clip_files + clip_rewrites, clip_removes),
                       TableActions([videos_file, *vid_rewrites], vid_removes), stats)
 

@@ -71,6 +71,7 @@ class EmbedReport:
         self.frames += s.get("frames", 0)
         self.decode_s += s.get("decode_s", 0.0)
         self.encode_s += s.get("encode_s", 0.0)
+        self.failures.extend(s.get("failures", []))
         if versions[0] is not None:
             self.clips_versions.append(versions[0])
         if versions[1] is not None:
@@ -172,17 +173,7 @@ def _plan_and_embed(run: _Run, archive_uri: str, spark: Any, *, full_refresh: bo
         cp = build_checkpoint(inp, warehouse=cfg.warehouse, run_id=report.run_id, model_id=report.model_id)
         report.add(cp, save_and_commit(cp, warehouse=cfg.warehouse, pipeline_id=report.pipeline_id,
                                        model_id=report.model_id))
-        _collect_failures(cp, inp, report)
         LOG.info("checkpoint %d committed: %d videos, %d clips", batch, cp.stats["videos"], cp.stats["clips"])
-
-
-def _collect_failures(cp: Checkpoint, inp: BatchInput, report: EmbedReport) -> None:
-    from vidx.spark.commit import video_rows
-
-    for row in video_rows(inp, run_id=report.run_id, model_id=report.model_id):
-        if row["status"] == "failed":
-            report.failures.append({"uri": row["uri"], "error_class": str(row["error_class"]),
-                                    "error": str(row["error"])})
 
 
 def _batches(todo: list[VideoFile], units: list[WorkUnit],
