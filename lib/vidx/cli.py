@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, model=False)
     p.add_argument("--model-id", help="model_id to index (default: the only one in the table)")
     p.add_argument("--version", type=int, help="clips table version to pin (default: latest)")
+    p.add_argument("--master", help="Spark master for builds above index.distributed_above (default local[*])")
     p.add_argument("--force", action="store_true", help="rebuild even if the current index is up to date")
     p.add_argument("--skip-validation", action="store_true",
                    help="development only: build even if the clips version did not pass `vidx validate`")

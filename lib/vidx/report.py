@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 CONSOLE = Console()
@@ -28,7 +29,9 @@ def print_embed_report(report: Any) -> None:
         table.add_row(key, str(value))
     CONSOLE.print(table)
     for failure in report.failures:
-        CONSOLE.print(f"[yellow]failed[/] {failure['uri']}: [{failure['error_class']}] {failure['error']}")
+        # escape(): "[corrupt]" and file names with brackets are text, not rich markup
+        CONSOLE.print(f"[yellow]failed[/] {escape(failure['uri'])}: {escape('[' + failure['error_class'] + ']')} "
+                      f"{escape(failure['error'])}")
 
 
 def print_build_result(result: Any) -> None:
