@@ -14,6 +14,10 @@ CLIPS_SCHEMA = pa.schema([
     # rejects fixed-size lists. The dimension is part of model_id and of the table metadata.
     pa.field("embedding", pa.list_(pa.float32()), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
+    # CenterCLIP token clustering (encode.token_clustering.enabled): one L2-normalised vector per
+    # temporal segment of the clip, in time order; `embedding` is then their renormalised mean.
+    # Null when clustering is off (the clip vector is the mean of its frames; nothing finer exists).
+    pa.field("segment_embeddings", pa.list_(pa.list_(pa.float32()))),
 ])
 
 # Partitioned by model_id only: an index build reads exactly one model's vectors (partition

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-fps", type=float, help="frames sampled per second (default 1)")
     p.add_argument("--clip-seconds", type=float, help="clip window length (default 4)")
     p.add_argument("--commit-every", type=int, help="work units per checkpoint commit (default 256)")
+    p.add_argument("--token-clustering", action=argparse.BooleanOptionalAction, default=None,
+                   help="CenterCLIP token clustering (encode.token_clustering.enabled; settings in the config)")
     p.add_argument("--full-refresh", action="store_true", help="re-embed every file (e.g. after a model change)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed in earlier runs")
     p = sub.add_parser("tables", help="maintain the Delta tables")
@@ -129,6 +131,7 @@ def _config(args: argparse.Namespace) -> VidxConfig:
         "decode.sample_fps": getattr(args, "sample_fps", None),
         "clips.seconds": getattr(args, "clip_seconds", None),
         "archive.commit_every": getattr(args, "commit_every", None),
+        "encode.token_clustering.enabled": getattr(args, "token_clustering", None),
         "search.k": getattr(args, "k", None),
         "serve.host": getattr(args, "host", None),
         "serve.port": getattr(args, "port", None),

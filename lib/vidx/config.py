@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidx.errors import ConfigError
 
@@ -221,6 +221,15 @@ class VidxConfig(_Section):
     quality: QualityConfig = QualityConfig()
     search: SearchConfig = SearchConfig()
     serve: ServeConfig = ServeConfig()
+
+    @model_validator(mode="after")
+    def _clustering_needs_fixed_clips(self) -> VidxConfig:
+        # Adaptive clips are cut from per-frame embeddings, which the clustered encoder never
+        # computes (it encodes whole clips); the two cannot be combined.
+        if self.encode.token_clustering.enabled and self.clips.mode != "fixed":
+            raise ValueError("encode.token_clustering needs clips.mode=fixed (adaptive clips are cut from "
+                             "per-frame embeddings); disable one of them")
+        return self
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> VidxConfig:
         """A copy with dotted-key overrides applied (`{"encode.model": "ViT-B-32"}`)."""

@@ -4,6 +4,10 @@ A bounded pool of decoder threads (each driving its own decoder subprocess, so t
 limit) runs ahead of the encoder by `prefetch` units. Decoded frames from consecutive units are
 packed into batches of exactly `batch_size` frames, so a short unit never sends a half-empty
 batch to the model; each unit is handed back, in order, as soon as all its frames are encoded.
+
+With token clustering the encoder needs every frame of a clip in the same forward pass (its
+segments are clustered together), so `encode_clips_batched` packs whole clips instead: batches of
+at most `batch_size` frames (a longer clip goes alone), still across unit and video boundaries.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ class UnitResult:
     unit: Any
     decoded: Any = None                 # the decoder's result (with .frames), or None on error
     error: Exception | None = None
-    embeddings: np.ndarray | None = None
+    embeddings: np.ndarray | None = None      # (frames, dim): per-frame path
+    clip_lengths: list[int] | None = None     # frames of each clip, in order: per-clip path
+    clip_embeddings: np.ndarray | None = None  # (clips, dim): per-clip path
+    segment_embeddings: list[np.ndarray] | None = None  # per clip (segments, dim): per-clip path
     decode_s: float = 0.0
     encode_s: float = 0.0
     _filled: int = 0
@@ -102,7 +109,67 @@ def encode_batched(decoded: Iterable[UnitResult], encode: Callable[[np.ndarray],
 def _complete(item: UnitResult) -> bool:
     if item.error is not None or item.decoded is None or not len(item.decoded.frames):
         return True
+    if item.clip_lengths is not None:
+        return item._filled == len(item.clip_lengths)
     return item._filled == len(item.decoded.frames)
+
+
+ClipEncoder = Callable[[np.ndarray, list[int]], tuple[np.ndarray, list[np.ndarray]]]
+
+
+def encode_clips_batched(decoded: Iterable[UnitResult], encode: ClipEncoder, *, batch_size: int, dim: int,
+                         clip_lengths: Callable[[UnitResult], list[int]]) -> Iterator[UnitResult]:
+    """Fill `clip_embeddings` / `segment_embeddings` of each decoded unit, whole clips per batch.
+
+    `clip_lengths(item)` gives the frame count of each clip of a unit (its frames are clip after
+    clip, in time order); `encode(frames, lengths)` returns ((clips, dim) clip vectors, one
+    (segments, dim) array per clip). Units come back in input order once all their clips are done.
+    """
+    import time
+
+    pend = _Pending()
+    lengths: list[int] = []
+
+    def flush() -> None:
+        t0 = time.perf_counter()
+        clips, segments = encode(np.concatenate(pend.frames), lengths)
+        seconds = time.perf_counter() - t0
+        for pos, (owner, j) in enumerate(pend.owners):
+            if owner.clip_embeddings is None or owner.segment_embeddings is None:
+                raise RuntimeError("clips queued for a unit without an embedding buffer")
+            owner.clip_embeddings[j] = clips[pos]
+            owner.segment_embeddings[j] = segments[pos]
+            owner._filled += 1
+            owner.encode_s += seconds * lengths[pos] / max(1, sum(lengths))
+        pend.frames, pend.owners, pend.buffered = [], [], 0
+        lengths.clear()
+
+    for item in decoded:
+        pend.items.append(item)
+        frames = None if item.error is not None else item.decoded.frames
+        if frames is not None and len(frames):
+            item.clip_lengths = [int(n) for n in clip_lengths(item)]
+            if sum(item.clip_lengths) != len(frames) or min(item.clip_lengths) < 1:
+                raise ValueError(f"clip lengths {item.clip_lengths} do not cover the unit's {len(frames)} frames")
+            item.clip_embeddings = np.empty((len(item.clip_lengths), dim), dtype=np.float32)
+            item.segment_embeddings = [np.empty((0, dim), np.float32)] * len(item.clip_lengths)
+            start = 0
+            for j, n in enumerate(item.clip_lengths):
+                if pend.buffered and pend.buffered + n > batch_size:
+                    flush()  # the clip would not fit: never split it across forward passes
+                pend.frames.append(frames[start:start + n])
+                pend.owners.append((item, j))
+                lengths.append(n)
+                pend.buffered += n
+                start += n
+                if pend.buffered >= batch_size:
+                    flush()
+        while pend.items and _complete(pend.items[0]):
+            yield pend.items.popleft()
+    if pend.buffered:
+        flush()
+    while pend.items:
+        yield pend.items.popleft()
 
 
 def _queue_frames(pend: _Pending, item: UnitResult, frames: np.ndarray, batch_size: int,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vidx.encode.centerclip import TokenClustering, encode_clips
 from vidx.encode.models import LoadedModel
 from vidx.errors import VidxError
 
@@ -51,6 +52,18 @@ def encode_frames(lm: LoadedModel, frames: np.ndarray, *, batch_size: int,
             batch = frames_to_tensor(frames[lo:lo + batch_size], lm)
             out[lo:lo + len(batch)] = lm.model.encode_image(batch).float().cpu().numpy()
     return l2_normalize(out)
+
+
+def encode_clip_frames_batch(lm: LoadedModel, frames: np.ndarray, lengths: list[int], *,
+                             clustering: TokenClustering,
+                             autocast: torch.dtype | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Prepared frames of whole clips (clip after clip, `lengths` frames each) -> ((clips, dim) clip
+    vectors, one (segments, dim) array per clip), through CenterCLIP token clustering."""
+    x = frames_to_tensor(frames, lm)
+    with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
+        encoded = encode_clips(lm.model, x, lengths, clustering=clustering)
+    clips = np.stack([e.clip_embedding.float().numpy() for e in encoded]).astype(np.float32)
+    return clips, [e.segment_embeddings.float().numpy().astype(np.float32) for e in encoded]
 
 
 def encode_texts(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:

@@ -23,7 +23,7 @@ from vidx.tables import delta, table_uri
 from vidx_schemas import CLIPS_SCHEMA
 
 LOG = logging.getLogger(__name__)
-_DIM_SUFFIX = re.compile(r"__d(\d+)$")
+_DIM_SUFFIX = re.compile(r"__d(\d+)(?:__|$)")  # a clustering suffix may follow
 # Commit metadata the embed driver writes on both tables' commits of one checkpoint.
 _RUN_KEY, _BATCH_KEY = "vidx.run_id", "vidx.batch"
 
@@ -110,7 +110,8 @@ def clips_frame(warehouse: str, model_id: str, version: int, videos: pd.DataFram
     - video_status: the video's status in the matching videos version (null: no videos row).
     """
     uri = table_uri(warehouse, "clips")
-    columns = [f.name for f in CLIPS_SCHEMA if f.name != "frame_ts"]
+    # Lists the suites do not check stay on disk; older versions lack segment_embeddings anyway.
+    columns = [f.name for f in CLIPS_SCHEMA if f.name not in ("frame_ts", "segment_embeddings")]
     table = delta.read_rows(uri, version=version, columns=columns, equals={"model_id": model_id})
     facts = _vector_facts(table["embedding"])
     df = table.drop_columns(["embedding"]).to_pandas()

@@ -184,7 +184,7 @@ def _exact_results(queries: Sequence[Query], q: np.ndarray, vectors: np.ndarray,
 
 def _index_results(searcher: Searcher, queries: Sequence[Query], q: np.ndarray,
                    depth: int) -> list[tuple[int | None, float]]:
-    hits = searcher.search_vectors(q, depth)
+    hits = searcher.search_vectors(q, depth, modality="text")
     return [first_hit(query, [(_uri_key(h.uri), h.start_s, h.end_s) for h in row])
             for query, row in zip(queries, hits, strict=True)]
 

@@ -110,6 +110,7 @@ def run_search(served: ServedIndex, req: SearchRequest, *, default_k: int, max_k
     """The /search response for `req` against one served index version (blocking: run in a thread)."""
     k = check_k(req.k if req.k is not None else default_k, max_k)
     vec = query_vector(served, req)
-    hits = served.search(vec, k, nprobe=req.nprobe, flt=req.row_filter())
+    hits = served.search(vec, k, nprobe=req.nprobe, flt=req.row_filter(),
+                         modality="text" if req.kind() == "text" else "image")
     return {"index_version": served.version, "model_id": served.model_id,
             "results": [h.as_dict() for h in hits]}

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vidx.encode.embedder import encode_frames, encode_texts, prepare_image
 from vidx.errors import ModelMismatchError, QueryError
-from vidx.serve.query import Searcher
+from vidx.serve.query import Modality, Searcher
 from vidx.serve.rows import ClipRows, Hit, RowFilter
 
 LOG = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class ServedIndex:
         return (vec / np.linalg.norm(vec)).astype(np.float32)
 
     def search(self, vector: np.ndarray, k: int, *, nprobe: int | None = None,
-               flt: RowFilter | None = None) -> list[Hit]:
+               flt: RowFilter | None = None, modality: Modality = "image") -> list[Hit]:
         """Top-k clips for one query vector, restricted to the clips that pass `flt`.
 
         Filtering happens inside faiss (an IDSelector over the matching rows), so k results come
@@ -132,7 +132,7 @@ class ServedIndex:
         """
         query = vector.reshape(1, -1)
         if flt is None or not flt.active:
-            return self.searcher.search_vectors(query, k, nprobe)[0]
+            return self.searcher.search_vectors(query, k, nprobe, modality=modality)[0]
         mask = self.rows.mask(flt)
         matches = int(np.count_nonzero(mask))
         if matches == 0:
@@ -140,9 +140,9 @@ class ServedIndex:
         bitmap = np.packbits(mask, bitorder="little")  # faiss reads bit i of byte i // 8 LSB-first
         selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
         nlist = int(self.searcher.loaded.params.nlist)
-        probe = nprobe or int(self.manifest["nprobe"]) or None
+        probe = nprobe or self.searcher.nprobe_for(modality)
         while True:
-            hits = self.searcher.search_vectors(query, k, probe, selector)[0]
+            hits = self.searcher.search_vectors(query, k, probe, selector, modality=modality)[0]
             if len(hits) >= min(k, matches) or probe is None or probe >= nlist:
                 return hits
             probe = min(nlist, probe * NPROBE_WIDEN)

@@ -16,7 +16,7 @@ from vidx.archive import VideoFile, WorkUnit, balance_units, list_archive, plan_
 from vidx.archive.diff import ArchiveDiff, KnownVideo, diff_archive
 from vidx.config import VidxConfig
 from vidx.encode.models import ModelSpec, load_model
-from vidx.encode.registry import save_model_record
+from vidx.encode.registry import clips_model_id, save_model_record
 from vidx.spark import stages
 from vidx.spark.commit import BatchInput, build_checkpoint, commit_checkpoint, save_and_commit
 from vidx.storage import normalize_uri
@@ -116,10 +116,11 @@ def run_embed(cfg: VidxConfig, archive_uri: str, *, spark: Any = None, run_id: s
     t0 = time.perf_counter()
     lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu")  # fail fast, clearly
     run_id = run_id or new_run_id()
-    report = EmbedReport(run_id=run_id, model_id=lm.model_id, pipeline_id=f"vidx-embed:{lm.model_id}:{run_id}",
+    model_id = clips_model_id(lm.model_id, cfg.encode.token_clustering)
+    report = EmbedReport(run_id=run_id, model_id=model_id, pipeline_id=f"vidx-embed:{model_id}:{run_id}",
                          archive_uri=normalize_uri(archive_uri))
     with WarehouseLock(cfg.warehouse, run_id):
-        save_model_record(cfg.warehouse, lm)
+        save_model_record(cfg.warehouse, lm, cfg.encode.token_clustering)
         run = _Run(cfg, report)
         try:
             _resume(run)

@@ -97,17 +97,14 @@ class EmbedTask:
     clips_uri: str
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from vidx.encode.batcher import decode_ahead, encode_batched
-        from vidx.encode.embedder import encode_frames
+        from vidx.encode.batcher import decode_ahead
 
         cfg = self.cfg
         lm, autocast = executor_model(cfg, self.model_id)
         units = (u for b in batches for u in b.to_pylist())
         decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size), workers=cfg.decode.workers,
                                prefetch=cfg.decode.prefetch)
-        encoded = encode_batched(
-            decoded, lambda f: encode_frames(lm, f, batch_size=len(f), autocast=autocast),
-            batch_size=cfg.encode.batch_size, dim=lm.dim)
+        encoded = _encode(cfg, lm, autocast, decoded)
         pending: list[pa.Table] = []
         n_pending = 0
         for item in encoded:
@@ -133,7 +130,7 @@ class EmbedTask:
                           "n_clips": 0, "n_frames": 0}
         if item.error is not None:  # not the video's fault: fail the task so Spark retries it
             raise WorkUnitError(f"unit {unit['unit_id']} ({unit['uri']}) failed: {item.error}") from item.error
-        clips = _clip_rows(self, unit, item.decoded, item.embeddings)
+        clips = _clip_rows(self, unit, item)
         return clips, {**result, "n_clips": clips.num_rows, "n_frames": len(item.decoded.times)}
 
     def _flush(self, pending: list[pa.Table]) -> dict[str, Any]:
@@ -180,32 +177,71 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
         raise DecodeError(f"file disappeared before decoding: {exc}", error_class="unreadable") from exc
 
 
-def _clip_rows(task: EmbedTask, unit: dict[str, Any], frames: Any, emb: np.ndarray | None) -> pa.Table:
-    from vidx.encode.clips import adaptive_windows, fixed_windows
+def _encode(cfg: VidxConfig, lm: Any, autocast: Any, decoded: Iterator[Any]) -> Iterator[Any]:
+    """Per-frame encoding (clip = mean of its frames), or whole clips through token clustering."""
+    from vidx.encode.batcher import encode_batched, encode_clips_batched
+    from vidx.encode.centerclip import TokenClustering
+    from vidx.encode.embedder import encode_clip_frames_batch, encode_frames
+
+    if not cfg.encode.token_clustering.enabled:
+        return encode_batched(decoded, lambda f: encode_frames(lm, f, batch_size=len(f), autocast=autocast),
+                              batch_size=cfg.encode.batch_size, dim=lm.dim)
+    clustering = TokenClustering.from_config(cfg.encode.token_clustering)
+
+    def lengths(item: Any) -> list[int]:  # fixed windows: the config forbids clustering + adaptive
+        windows = _fixed(cfg, item.unit, item.decoded.times)
+        return np.bincount(windows.frame_clip, minlength=len(windows.clip_idx)).tolist()
+
+    return encode_clips_batched(
+        decoded, lambda f, n: encode_clip_frames_batch(lm, f, n, clustering=clustering, autocast=autocast),
+        batch_size=cfg.encode.batch_size, dim=lm.dim, clip_lengths=lengths)
+
+
+def _fixed(cfg: VidxConfig, unit: dict[str, Any], times: np.ndarray) -> Any:
+    from vidx.encode.clips import fixed_windows
+
+    return fixed_windows(times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
+                         sample_fps=cfg.decode.sample_fps)
+
+
+def _list_array(rows: np.ndarray) -> pa.ListArray:
+    """(n, dim) float32 -> list<float32> without a Python loop."""
+    dim = rows.shape[1]
+    offsets = pa.array(np.arange(0, (len(rows) + 1) * dim, dim, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1), type=pa.float32()))
+
+
+def _segments_array(segments: list[np.ndarray] | None, n: int) -> pa.Array:
+    if segments is None:
+        return pa.nulls(n, pa.list_(pa.list_(pa.float32())))
+    counts = np.array([len(s) for s in segments], dtype=np.int32)
+    outer = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(outer, _list_array(np.concatenate(segments)))
+
+
+def _clip_rows(task: EmbedTask, unit: dict[str, Any], item: Any) -> pa.Table:
+    from vidx.encode.clips import adaptive_windows
     from vidx.encode.embedder import pool_clips
 
-    cfg = task.cfg
-    if len(frames.times) == 0 or emb is None:
+    cfg, frames, emb = task.cfg, item.decoded, item.embeddings
+    if len(frames.times) == 0 or (emb is None and item.clip_embeddings is None):
         return pa.Table.from_pylist([], schema=_clips_schema())
     if cfg.clips.mode == "adaptive":
         windows = adaptive_windows(frames.times, emb, threshold=cfg.clips.adaptive_threshold,
                                    min_seconds=cfg.clips.min_seconds, max_seconds=cfg.clips.max_seconds,
                                    duration_s=unit["duration_s"], sample_fps=cfg.decode.sample_fps)
     else:
-        windows = fixed_windows(frames.times, clip_seconds=cfg.clips.seconds, duration_s=unit["duration_s"],
-                                sample_fps=cfg.decode.sample_fps)
-    pooled = pool_clips(emb, windows.frame_clip, len(windows.clip_idx))
-    n_frames = np.bincount(windows.frame_clip, minlength=len(windows.clip_idx))
-    frame_ts = [frames.pts[windows.frame_clip == i].tolist() for i in range(len(windows.clip_idx))]
-    dim = pooled.shape[1]
-    offsets = pa.array(np.arange(0, (len(pooled) + 1) * dim, dim, dtype=np.int32))
-    embedding = pa.ListArray.from_arrays(offsets, pa.array(pooled.reshape(-1), type=pa.float32()))
+        windows = _fixed(cfg, unit, frames.times)
     n = len(windows.clip_idx)
+    pooled = item.clip_embeddings if item.clip_embeddings is not None else pool_clips(emb, windows.frame_clip, n)
+    n_frames = np.bincount(windows.frame_clip, minlength=n)
+    frame_ts = [frames.pts[windows.frame_clip == i].tolist() for i in range(n)]
     return pa.Table.from_arrays([
         pa.array([unit["video_id"]] * n, pa.string()), pa.array(windows.clip_idx, pa.int32()),
         pa.array(windows.start_s, pa.float64()), pa.array(windows.end_s, pa.float64()),
         pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
-        pa.array([task.model_id] * n, pa.string()), embedding, pa.array([task.run_id] * n, pa.string()),
+        pa.array([task.model_id] * n, pa.string()), _list_array(pooled), pa.array([task.run_id] * n, pa.string()),
+        _segments_array(item.segment_embeddings, n),
     ], schema=_clips_schema())
 
 
@@ -220,6 +256,7 @@ def executor_model(cfg: VidxConfig, model_id: str) -> tuple[Any, Any]:
 
     from vidx.encode.models import ModelSpec, load_model
     from vidx.encode.precision import autocast_dtype, with_precision
+    from vidx.encode.registry import clips_model_id
 
     _set_threads(cfg.encode.threads)
     device: str = cfg.encode.device
@@ -230,7 +267,7 @@ def executor_model(cfg: VidxConfig, model_id: str) -> tuple[Any, Any]:
     key = (device, cfg.encode.precision)
     if key not in _MODELS:
         lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device=device)
-        if lm.model_id != model_id:
+        if clips_model_id(lm.model_id, cfg.encode.token_clustering) != model_id:
             raise WorkUnitError(f"executor loaded model {lm.model_id}, driver planned {model_id}; "
                                 "make the checkpoint file identical on every executor")
         lm, name = with_precision(lm, cfg.encode.precision)

@@ -148,3 +148,32 @@ def make_captioned_archive(directory: str | Path, *, seed: int, spec: ArchiveSpe
     n_scenes = sum(len(v["scenes"]) for v in videos)
     LOG.info("captioned archive in %s: %d videos, %d scenes", directory, len(videos), n_scenes)
     return out
+
+
+def make_distractor_archive(directory: str | Path, *, seed: int, n_clips: int, n_videos: int = 4,
+                            clip_seconds: float = 4.0, size: tuple[int, int] = (64, 48)) -> list[Path]:
+    """Slideshow videos (one frame per `clip_seconds`) of shape-free backgrounds: `n_clips` clips of
+    content no caption describes, to pad an evaluation index past the size where vidx stops using an
+    exact index, so "index vs exact" measures what IVF-PQ loses. Cheap: one rendered frame per clip.
+    """
+    directory = Path(directory).resolve()
+    rng = np.random.default_rng(seed)
+    per_video = -(-n_clips // n_videos)
+    paths = []
+    for i in range(n_videos):
+        count = min(per_video, n_clips - i * per_video)
+        if count <= 0:
+            break
+        scenes = []
+        for j in range(count):
+            background = sample_background(rng, "black")
+            shape_color = str(rng.choice([c for c in SHAPE_COLORS if c != background]))
+            # count 0: the background alone (pattern, tint, noise), never a captioned object
+            scenes.append(make_scene(j * clip_seconds, (j + 1) * clip_seconds, shape="circle", color=shape_color,
+                                     count=0, background=background))
+        path = directory / f"distractor_{i:02d}.mp4"
+        write_video(path, duration_s=count * clip_seconds, fps=1.0 / clip_seconds, width=size[0], height=size[1],
+                    seed=seed * 1000 + i, scenes=scenes)
+        paths.append(path)
+    LOG.info("distractor archive in %s: %d videos, %d clips", directory, len(paths), n_clips)
+    return paths
