@@ -20,6 +20,9 @@ def test_demo_flow(spark, tmp_path, capsys):
     assert done.group(1) == "8" and done.group(2) == "1" and int(done.group(3)) > 20
     right = re.search(r"image queries right-clip-first (\d+)/(\d+)", out)
     assert right and right.group(1) == right.group(2), out[-3000:]
+    # the default weights (trained vidx-tiny synthetic-v1) understand the scenes' captions
+    text = re.search(r"text queries right-scene-first (\d+)/(\d+)", out)
+    assert text and int(text.group(2)) >= 4 and text.group(1) == text.group(2), out[-3000:]
     videos = delta.read_table(table_uri(str(tmp_path / "demo" / "warehouse"), "videos")).to_pylist()
     assert {v["status"] for v in videos} == {"ok", "failed"}
 

@@ -86,3 +86,19 @@ def test_packaged_synthetic_weights_load_offline_and_understand_captions() -> No
 def test_packaged_tag_is_only_for_its_model() -> None:
     with pytest.raises(ModelLoadError, match="only"):
         load_model(ModelSpec("ViT-B-32", "synthetic-v1"))
+
+
+def test_packaged_checkpoint_is_the_one_the_model_card_describes() -> None:
+    """The card's sha256 is that of `vidx train-tiny --seed 0` (defaults); a retrained or edited
+    checkpoint must come with an updated card."""
+    import hashlib
+    import re
+
+    card = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
+    weights = WEIGHTS_DIR / "vidx-tiny-synthetic-v1.pt"
+    match = re.search(r"sha256 \| `([0-9a-f]{64})`", card)
+    assert match, "MODEL_CARD.md must state the checkpoint's sha256"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == match.group(1)
+    assert f"{weights.stat().st_size:,} bytes" in card
+    defaults = TrainConfig()
+    assert (defaults.seed, defaults.steps, defaults.batch_size) == (0, 400, 128)  # what the card says

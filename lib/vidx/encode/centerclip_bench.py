@@ -95,20 +95,26 @@ def _alternating_pass(model: Any, frames: torch.Tensor, step: int, frames_per_cl
 
 
 def bench_token_clustering(model: Any, frames_per_clip: int, n_clips: int, clustering: TokenClustering,
-                           *, batch_frames: int = 64, repeats: int = 2, seed: int = 0) -> dict[str, Any]:
+                           *, batch_frames: int = 64, repeats: int = 2, seed: int = 0,
+                           frames: torch.Tensor | None = None) -> dict[str, Any]:
     """{speedup, fidelity_cosine, clustered_ips, baseline_ips, overlap_at_10, ...} on synthetic clips.
 
     fidelity_cosine: mean cosine of clustered vs baseline clip embeddings of the same clip;
     overlap_at_10: mean share of each clip's 10 nearest other clips that both agree on. Baseline and
     clustered batches alternate so load changes on a shared machine hit both; images/s are totals
     over `repeats` passes. A `layer` deeper than the model becomes half its depth (reported).
+    `frames` (clip after clip, normalised) replaces the rendered synthetic clips, e.g. decoded video.
     """
     depth = len(vision_tower(model).transformer.resblocks)
     if clustering.layer > depth:
         LOG.warning("layer %d > model depth %d: benchmarking layer %d", clustering.layer, depth, depth // 2)
         clustering = dataclasses.replace(clustering, layer=depth // 2)
     modes = {"off": dataclasses.replace(clustering, enabled=False), "on": dataclasses.replace(clustering, enabled=True)}
-    frames = synthetic_clips(model, frames_per_clip, n_clips, seed=seed)
+    if frames is None:
+        frames = synthetic_clips(model, frames_per_clip, n_clips, seed=seed)
+    else:  # decoded video: whole clips only
+        n_clips = len(frames) // frames_per_clip
+        frames = frames[:n_clips * frames_per_clip]
     step = max(1, batch_frames // frames_per_clip) * frames_per_clip
     _alternating_pass(model, frames[:step], step, frames_per_clip, modes)  # warm-up
     seconds, out = _alternating_pass(model, frames, step, frames_per_clip, modes)
