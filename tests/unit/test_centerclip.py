@@ -197,7 +197,7 @@ def test_config_section_matches_dataclass():
         load_config(env={}, overrides={"encode.token_clustering.algorithm": "kmeans"})
 
 
-@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])
+@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16", "ViT-L-14"])
 def test_runs_on_open_clip_vits(name):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -205,7 +205,8 @@ def test_runs_on_open_clip_vits(name):
     frames = _frames(2, size=224, seed=8)
     # Defaults (layer 6, 2 segments, 16 centres): each 1-frame segment's 49 patches are clustered.
     enc = encode_clip_frames(model, frames, clustering=TokenClustering(enabled=True))
-    assert enc.segment_embeddings.shape == (2, 512)
+    dim = open_clip.get_model_config(name)["embed_dim"]  # 512 for B/32 and B/16, 768 for L/14
+    assert enc.segment_embeddings.shape == (2, dim) and enc.clip_embedding.shape == (dim,)
     assert bool(torch.isfinite(enc.segment_embeddings).all())
 
 
