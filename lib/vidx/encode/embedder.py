@@ -62,8 +62,8 @@ def encode_clip_frames_batch(lm: LoadedModel, frames: np.ndarray, lengths: list[
     x = frames_to_tensor(frames, lm)
     with torch.autocast(lm.device.type, dtype=autocast, enabled=autocast is not None):
         encoded = encode_clips(lm.model, x, lengths, clustering=clustering)
-    clips = np.stack([e.clip_embedding.float().numpy() for e in encoded]).astype(np.float32)
-    return clips, [e.segment_embeddings.float().numpy().astype(np.float32) for e in encoded]
+    # ClipEncoding vectors are float32 on the CPU already (centerclip._assemble)
+    return np.stack([e.clip_embedding.numpy() for e in encoded]), [e.segment_embeddings.numpy() for e in encoded]
 
 
 def encode_texts(lm: LoadedModel, texts: Sequence[str], *, batch_size: int = 256) -> np.ndarray:

@@ -213,7 +213,7 @@ def _list_array(rows: np.ndarray) -> pa.ListArray:
 
 def _segments_array(segments: list[np.ndarray] | None, n: int) -> pa.Array:
     if segments is None:
-        return pa.nulls(n, pa.list_(pa.list_(pa.float32())))
+        return pa.nulls(n, _clips_schema().field("segment_embeddings").type)
     counts = np.array([len(s) for s in segments], dtype=np.int32)
     outer = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     return pa.ListArray.from_arrays(outer, _list_array(np.concatenate(segments)))

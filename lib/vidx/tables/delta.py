@@ -69,15 +69,14 @@ def _actions(files: Sequence[DataFile], removes: Sequence[Any] = ()) -> list[Add
     return actions
 
 
-def _add_missing_columns(table_uri: str, schema: pa.Schema) -> None:
+def _add_missing_columns(table: DeltaTable, table_uri: str, schema: pa.Schema) -> DeltaTable:
     """Schema evolution for columns added to `schemas/` after a table was created (nullable only:
     old files simply read as null). A commit with a wider schema would otherwise be accepted while
-    the table's schema, and so every reader, ignored the new column."""
-    table = open_table(table_uri)
+    the table's schema, and so every reader, ignored the new column. Returns the table to commit to."""
     have = set(table.schema().to_arrow().names)
     missing = [f for f in schema if f.name not in have]
     if not missing:
-        return
+        return table
     required = [f.name for f in missing if not f.nullable]
     if required:
         raise TableError(f"{table_uri} lacks the required columns {required}; it was written by an older vidx. "
@@ -85,6 +84,7 @@ def _add_missing_columns(table_uri: str, schema: pa.Schema) -> None:
     delta_schema = DeltaSchema.from_arrow(pa.schema(missing))
     table.alter.add_columns(list(delta_schema.fields))
     LOG.info("%s: added columns %s (schema evolution)", table_uri, [f.name for f in missing])
+    return open_table(table_uri)
 
 
 def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema, partition_by: list[str],
@@ -108,8 +108,8 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
                              app_transactions=[Transaction(app_id, txn_version)])
     try:
         if table_exists(table_uri):
-            _add_missing_columns(table_uri, schema)
-            open_table(table_uri).create_write_transaction(
+            table = _add_missing_columns(open_table(table_uri), table_uri, schema)
+            table.create_write_transaction(
                 _actions(files, removes), mode=mode, schema=schema, partition_by=partition_by or None,
                 commit_properties=props)
         else:
