@@ -17,7 +17,8 @@ VIDEOS_SCHEMA = pa.schema([
     pa.field("codec", pa.string()),
     # one of VIDEO_STATUSES; "deleted" once the file left the archive
     pa.field("status", pa.string(), nullable=False),
-    pa.field("error_class", pa.string()),                # corrupt|unsupported_codec|timeout|too_large|unreadable
+    # corrupt|unsupported_codec|timeout|too_large|unreadable (decoder), no_frames (decoded, but no clip)
+    pa.field("error_class", pa.string()),
     pa.field("error", pa.string()),                      # the decoder's message when status == "failed"
     pa.field("model_id", pa.string(), nullable=False),   # the model this row's clips were made with
     pa.field("n_clips", pa.int32()),

@@ -18,7 +18,8 @@ class ArchiveError(VidxError):
 class DecodeError(VidxError):
     """A video could not be probed or decoded; becomes a `status="failed"` row, never a crash.
 
-    `error_class` is one of `corrupt`, `unsupported_codec`, `timeout`, `too_large`, `unreadable`.
+    `error_class` is one of `corrupt`, `unsupported_codec`, `timeout`, `too_large`, `unreadable`
+    (`no_frames` is set by the embed stage for a video that decoded but yielded no clip).
     """
 
     def __init__(self, message: str, *, error_class: str = "corrupt") -> None:

@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow.compute as pc
 import pytest
 
+from tablekit import ok_videos_without_clips
 from vidx.decode.sampling import sample_times
 from vidx.index.build import exact_search, search
 from vidx.index.from_table import embeddings_matrix
@@ -46,6 +47,13 @@ def test_every_good_video_ok_and_corrupt_failed(embedded, sample_archive, test_c
     broken = rows[str(sample_archive / "broken.mp4")]
     assert broken["status"] == "failed" and broken["error"] and broken["error_class"] == "corrupt"
     assert report.ok == len(truth["videos"]) and report.failed == 1 and report.checkpoints == 1
+
+
+def test_no_ok_video_without_clips(embedded, test_config):
+    report, _ = embedded
+    ok = [v for v in _videos(test_config) if v["status"] == "ok" and v["model_id"] == report.model_id]
+    assert len(ok) == report.ok > 0
+    assert ok_videos_without_clips(test_config.warehouse, report.model_id) == []
 
 
 def test_one_commit_per_table_for_the_run(embedded, test_config):

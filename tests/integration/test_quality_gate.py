@@ -173,3 +173,22 @@ def test_gate_can_be_turned_off_by_config(tmp_path):
     cfg = load_config(env={"VIDX_INDEX__REQUIRE_VALIDATION": "false"}, overrides={"warehouse": warehouse})
     assert not cfg.index.require_validation
     assert build_from_warehouse(cfg).published is not None
+
+
+def test_ok_video_without_clips_in_the_pinned_version_fails(tmp_path):
+    """Issue 15: a video recorded ok must have >= 1 clip in the clips version validated with it."""
+    warehouse = clean_warehouse(tmp_path)
+    lost, late_clips = video_rows("late")
+    fine, fine_clips = video_rows("fine")
+    v1 = commit(warehouse, [lost, fine], fine_clips, "r2")  # "late" is ok without clips: silent loss
+    other, other_clips = video_rows("other")
+    v2 = commit(warehouse, [other], late_clips + other_clips, "r3")  # the clips arrive later
+    cfg = load_config(env={}, overrides={"warehouse": warehouse})
+    expected = "videos: expect_column_values_to_be_between(ok_video_clips)"
+    (rec,) = validate_warehouse(cfg, version=v1)
+    assert not rec.success and rec.failed_expectations == [expected]
+    with pytest.raises(DataQualityError, match=f"clips version {v1} of {MODEL} failed validation"):
+        build_from_warehouse(cfg, version=v1)
+    (rec,) = validate_warehouse(cfg, version=v2)  # the later version holds its clips: passes
+    assert rec.success and rec.videos_version == v2
+    assert validate_warehouse(cfg, version=0)[0].success  # before that video existed

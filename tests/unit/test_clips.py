@@ -27,6 +27,19 @@ def test_missing_or_short_duration_ends_after_last_frame():
         assert (w.end_s > w.start_s).all()
 
 
+def test_last_window_ends_at_a_fractional_duration():
+    # issue 15: 1 sample/s of a 3.43 s video used to end its only clip at 4.0 s (last sample + 1 s)
+    w = fixed_windows(np.array([0.0, 1.0, 2.0, 3.0]), clip_seconds=4, duration_s=103 / 30, sample_fps=1)
+    assert w.start_s.tolist() == [0.0] and w.end_s.tolist() == [103 / 30]
+    w = fixed_windows(np.arange(0, 10, 1.0), clip_seconds=4, duration_s=9.5, sample_fps=1)
+    assert w.start_s.tolist() == [0, 4, 8] and w.end_s.tolist() == [4, 8, 9.5]
+
+
+def test_video_shorter_than_a_sample_step_gets_one_clip_of_its_length():
+    w = fixed_windows(np.array([0.0]), clip_seconds=4, duration_s=0.1, sample_fps=1)
+    assert w.clip_idx.tolist() == [0] and w.end_s.tolist() == [0.1]
+
+
 def test_empty():
     w = fixed_windows(np.array([]), clip_seconds=4, duration_s=1.0, sample_fps=1)
     assert len(w.clip_idx) == 0

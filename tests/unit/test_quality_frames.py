@@ -41,3 +41,19 @@ def test_suites_come_from_the_schemas():
     adaptive = [expectation_label("clips", e.configuration)
                 for e in clips_expectations(SuiteParams(**{**p.__dict__, "clip_mode": "adaptive"}))]
     assert "clips: expect_column_values_to_be_between(clip_idx_step)" in adaptive
+
+
+def test_ok_video_clips_counts_clips_of_ok_videos_only():
+    import pandas as pd
+
+    from vidx.quality.frames import with_clip_counts
+
+    videos = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "status": ["ok", "ok", "failed", "deleted"]})
+    clips = pd.DataFrame({"video_id": ["a", "a", "c"], "clip_idx": [0, 1, 0]})
+    counts = with_clip_counts(videos, clips)["ok_video_clips"].tolist()
+    assert counts[:2] == [2.0, 0.0] and all(math.isnan(c) for c in counts[2:])
+    empty = with_clip_counts(videos, clips.iloc[:0])["ok_video_clips"].tolist()
+    assert empty[:2] == [0.0, 0.0]
+    p = SuiteParams(dim=8, max_failed_share=0.2, norm_tolerance=0.01, sample_step_s=1.0, clip_mode="fixed")
+    labels = [expectation_label("videos", e.configuration) for e in videos_expectations(p)]
+    assert "videos: expect_column_values_to_be_between(ok_video_clips)" in labels

@@ -17,6 +17,7 @@ import av.error
 import numpy as np
 
 from vidx.decode.probe import VideoInfo, check_readable, probe
+from vidx.decode.pyav_frames import decode_sampled, presentation_origin, stamps_usable
 from vidx.decode.sampling import (
     center_crop,
     decode_size,
@@ -107,7 +108,8 @@ def decode_range(path: str, *, start_s: float, end_s: float, sample_fps: float, 
 
     The decoder resizes (shorter side = image_size) before RGB conversion, then the centre
     square is kept. Each distinct frame is decoded once even when several samples show it.
-    Raises `DecodeError` (class `corrupt` for decoder failures).
+    Files whose decord index has no usable timestamps are decoded with PyAV instead
+    (`vidx.decode.pyav_frames`). Raises `DecodeError` (class `corrupt` for decoder failures).
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
@@ -124,17 +126,40 @@ def decode_range(path: str, *, start_s: float, end_s: float, sample_fps: float, 
         if n == 0:
             raise DecodeError(f"{path}: decord found no frames", error_class="corrupt")
         stamps = _frame_stamps(path, reader, n)
-        # Truncated files can hold fewer frames than the header's duration promises.
-        times = times[times < _video_end(stamps[:, 0], stamps[:, 1], info.fps)]
-        if times.size == 0:
-            return empty_frames(image_size)
-        idx = frame_indices_for_times(stamps[:, 0], times, tolerance_s=_tolerance(times))
-        unique, inverse = np.unique(idx, return_inverse=True)
-        batch = _get_batch(path, reader, unique)
+        if not stamps_usable(stamps):
+            batch = None
+        else:
+            # Truncated files can hold fewer frames than the header's duration promises.
+            times = times[times < _video_end(stamps[:, 0], stamps[:, 1], info.fps)]
+            if times.size == 0:
+                return empty_frames(image_size)
+            idx = frame_indices_for_times(stamps[:, 0], times, tolerance_s=_tolerance(times))
+            unique, inverse = np.unique(idx, return_inverse=True)
+            batch = _get_batch(path, reader, unique)
     finally:
         del reader  # frees decoder buffers now, not at the next GC
+    if batch is None:
+        return _decode_pyav(path, times, info, image_size, threads)
     frames = center_crop(batch, image_size)  # already in display orientation (see module doc)
     return DecodedFrames(np.ascontiguousarray(frames[inverse.ravel()]), stamps[idx, 0], times)
+
+
+def _decode_pyav(path: str, times: np.ndarray, info: VideoInfo, image_size: int, threads: int) -> DecodedFrames:
+    """The PyAV path for files decord cannot place in time (see `vidx.decode.pyav_frames`)."""
+    LOG.info("%s: decord's frame index has no usable timestamps (e.g. an MPEG-4 AVI declaring "
+             "B-frames); decoding with PyAV", path)
+    images, idx, pts = decode_sampled(path, times, fps=info.fps, size=_stored_size(info, image_size),
+                                      tolerance_s=_tolerance(times), threads=threads)
+    if idx.size == 0:
+        return empty_frames(image_size)
+    frames = rotate_frames(center_crop(images, image_size), info.rotation)
+    return DecodedFrames(np.ascontiguousarray(frames[idx]), pts, times[: idx.size])
+
+
+def _stored_size(info: VideoInfo, image_size: int) -> tuple[int, int]:
+    """The `_decord_size` output size in stored orientation (PyAV frames are rotated afterwards)."""
+    w, h = _decord_size(info, image_size)
+    return (h, w) if info.rotation % 180 == 90 else (w, h)
 
 
 def _get_batch(path: str, reader, indices: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -156,25 +181,23 @@ def decode_reference(path: str, times: np.ndarray, image_size: int) -> DecodedFr
 
     Same selection rule, output size, kind of resize (swscale bilinear on the YUV frame, like
     decord's filter graph), crop and rotation as `decode_range`; for tests and debugging only.
+    Times count from the first frame in presentation order, as in `vidx.decode.pyav_frames`.
     """
     info = probe(path)
-    w, h = _decord_size(info, image_size)
-    if info.rotation % 180 == 90:  # PyAV frames are in stored orientation; rotated after the crop
-        w, h = h, w
+    w, h = _stored_size(info, image_size)  # PyAV frames are in stored orientation; rotated after the crop
     pts: list[float] = []
     images: list[np.ndarray] = []
     last_duration = 1.0 / info.fps if info.fps > 0 else 1e-3
     try:
+        origin = presentation_origin(path)
         with av.open(path) as container:
             stream = container.streams.video[0]
-            tb = stream.time_base
-            start = stream.start_time or 0
             for frame in container.decode(stream):
-                if frame.pts is None or tb is None:
+                if frame.pts is None or origin is None:
                     continue
-                pts.append(float((frame.pts - start) * tb))
+                pts.append(float((frame.pts - origin[0]) * origin[1]))
                 if frame.duration:
-                    last_duration = float(frame.duration * tb)
+                    last_duration = float(frame.duration * origin[1])
                 images.append(frame.reformat(width=w, height=h, format="rgb24",
                                              interpolation="BILINEAR").to_ndarray())
     except av.error.FFmpegError as exc:

@@ -22,7 +22,8 @@ def fixed_windows(times: np.ndarray, *, clip_seconds: float, duration_s: float |
 
     Windows are numbered from t=0, not from the unit start, so a video split into units yields
     the same clip_idx values as an unsplit one. The last window ends at the video's duration, or
-    one sample step after its last frame when the container's duration is missing or too short.
+    one sample step after its last frame when the container's duration is missing or not after
+    that frame, so the windows tile [0, duration).
     """
     if len(times) == 0:
         empty = np.empty(0)
@@ -34,8 +35,11 @@ def fixed_windows(times: np.ndarray, *, clip_seconds: float, duration_s: float |
     last_t = np.zeros(len(present))
     np.maximum.at(last_t, frame_clip, np.asarray(times))
     limit = duration_s if duration_s is not None and math.isfinite(duration_s) else -math.inf
-    floor_end = last_t + 1.0 / sample_fps
-    capped = np.minimum(end, np.maximum(limit, floor_end))
+    # The duration ends a window only when it lies after the window's last sample; a missing or
+    # too-short duration (a wrong header) falls back to one sample step after that sample. A video
+    # shorter than one window thus gets one clip [0, duration].
+    last_end = np.where(limit > last_t, limit, last_t + 1.0 / sample_fps)
+    capped = np.minimum(end, last_end)
     end = np.where(capped > start, capped, end)
     return ClipWindows(present.astype(np.int32), start.astype(np.float64), end.astype(np.float64),
                        frame_clip.astype(np.int64))

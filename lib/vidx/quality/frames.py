@@ -127,3 +127,14 @@ def clips_frame(warehouse: str, model_id: str, version: int, videos: pd.DataFram
     df["max_end_s"] = df["video_id"].map(known["duration_s"]) + sample_step_s
     df["video_status"] = df["video_id"].map(known["status"])
     return df
+
+
+def with_clip_counts(videos: pd.DataFrame, clips: pd.DataFrame) -> pd.DataFrame:
+    """`videos` plus `ok_video_clips`: for each `ok` video, how many clips of the model the pinned
+    clips version holds (null for failed and deleted videos, which need none). An ok video with
+    0 is silent data loss: it is recorded as indexed but no search can ever find it."""
+    counts = clips["video_id"].value_counts() if len(clips) else pd.Series(dtype="int64")
+    out = videos.copy()
+    n = out["video_id"].map(counts).fillna(0).astype(float)
+    out["ok_video_clips"] = np.where(out["status"] == "ok", n, np.nan)
+    return out

@@ -51,6 +51,8 @@ def videos_expectations(p: SuiteParams) -> list[Any]:
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(VIDEO_STATUSES)),
         # mean of is_failed (1 failed / 0 ok / null deleted) = failed share of the live files
         gxe.ExpectColumnMeanToBeBetween(column="is_failed", min_value=0.0, max_value=p.max_failed_share),
+        # every ok video has >= 1 clip in the pinned clips version (null for failed/deleted videos)
+        gxe.ExpectColumnValuesToBeBetween(column="ok_video_clips", min_value=1),
     ]
 
 

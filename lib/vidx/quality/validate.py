@@ -109,6 +109,7 @@ def validate_model(cfg: VidxConfig, model_id: str, clips_version: int, videos_ve
                          else max_failed_share, norm_tolerance=cfg.quality.norm_tolerance)
     videos = frames.videos_frame(w, model_id, videos_version)
     clips = frames.clips_frame(w, model_id, clips_version, videos, step)
+    videos = frames.with_clip_counts(videos, clips)
     LOG.info("validating %s: %d clips (clips v%d) and %d videos (videos v%s)", model_id, len(clips),
              clips_version, len(videos), videos_version)
     validation_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

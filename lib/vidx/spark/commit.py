@@ -45,7 +45,17 @@ def _failure(probe: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, An
         return bad[0]
     if not units:
         return {"error_class": "corrupt", "error": "no frames could be planned for this file"}
+    if not any(u.get("n_clips") for u in units):  # "ok" must mean searchable: never ok without clips
+        return _no_frames(probe, units)
     return None
+
+
+def _no_frames(probe: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any]:
+    frames = sum(u.get("n_frames") or 0 for u in units)
+    return {"error_class": "no_frames", "error": (
+        f"decoding yielded no clips ({frames} sampled frames in {len(units)} work unit(s)) although the "
+        f"probe found {probe.get('duration_s') or 0:.2f} s at {probe.get('fps') or 0:.2f} fps; check that the "
+        "file plays, or re-encode it")}
 
 
 def video_rows(inp: BatchInput, *, run_id: str, model_id: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from vidx.synth.videos import (
     random_scenes,
     read_index,
     write_bad_files,
+    write_index_video,
     write_vfr_video,
     write_video,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "random_scenes",
     "read_index",
     "write_bad_files",
+    "write_index_video",
     "write_vfr_video",
     "write_video",
 ]

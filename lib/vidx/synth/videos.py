@@ -143,9 +143,10 @@ def _codec_for(path: Path, codec: str | None) -> str:
 
 
 def _open_stream(container: av.container.OutputContainer, codec: str, rate: Fraction,
-                 size: tuple[int, int], gop: int | None) -> av.video.stream.VideoStream:
-    options = {"preset": "ultrafast"} if codec == "libx264" else {}
-    stream = container.add_stream(codec, rate=rate, options=options)
+                 size: tuple[int, int], gop: int | None, *,
+                 options: dict[str, str] | None = None) -> av.video.stream.VideoStream:
+    defaults = {"preset": "ultrafast"} if codec == "libx264" else {}
+    stream = container.add_stream(codec, rate=rate, options={**defaults, **(options or {})})
     if not isinstance(stream, av.video.stream.VideoStream):
         raise ValueError(f"{codec!r} is not a video codec")
     width, height = size
@@ -243,6 +244,28 @@ def write_vfr_video(path: str | Path, *, n_frames: int = 48, width: int = 128, h
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return [p / 1000 for p in pts_ms]
+
+
+def write_index_video(path: str | Path, *, n_frames: int, fps: float | Fraction = 30, width: int = 160,
+                      height: int = 96, codec: str | None = None, options: dict[str, str] | None = None) -> Fraction:
+    """A constant-frame-rate video whose frame i is uniformly `index_color(i % 64)`; returns the rate.
+
+    The container comes from the suffix, the codec as in `write_video` (mpeg4 for `.avi`);
+    `options` go to the encoder, e.g. `{"bf": "1", "b_strategy": "1"}` for an MPEG-4 stream that
+    declares B-frames but, on content this busy, uses none (what XviD-style AVIs look like).
+    """
+    path = Path(path)
+    _check_size(width, height)
+    rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = _open_stream(container, _codec_for(path, codec), rate, (width, height), None, options=options)
+        for i in range(n_frames):
+            image = np.empty((height, width, 3), np.uint8)
+            image[:] = index_color(i % 64)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return rate
 
 
 def write_bad_files(directory: str | Path) -> dict[str, Path]:
