@@ -61,7 +61,7 @@ def _accounting(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[b
             log.append(rec)  # sees a response its count is missing
 
         def recording_start(status: str, headers: Any, exc_info: Any = None) -> Any:
-            rec.status = int(status.split()[0])
+            rec.status = int(status.split(maxsplit=1)[0])
             return start_response(status, headers, exc_info)
 
         if rec.method in ("PUT", "POST", "DELETE"):

@@ -30,7 +30,7 @@ from vidx.errors import DecodeError, WorkUnitError
 LOG = logging.getLogger(__name__)
 
 _CHUNK = 8 << 20  # 8 MiB reads: few round trips to object stores, bounded memory
-_MIN_FETCH = 64 << 10  # first ranged read at a new position; doubles while reads stay sequential
+_MIN_FETCH = 16 << 10  # first ranged read at a new position; doubles while reads stay sequential
 _MAX_FETCH = 8 << 20
 _CACHED_BLOCKS = 4  # demuxers jump between the header, the index and the first packets
 
@@ -38,7 +38,7 @@ _CACHED_BLOCKS = 4  # demuxers jump between the header, the index and the first 
 class RangedReader(io.RawIOBase):
     """A read-only seekable stream over a remote object: each miss is one ranged GET.
 
-    Sequential reads double the fetch size (64 KiB up to 8 MiB), so a large index costs a few
+    Sequential reads double the fetch size (16 KiB up to 8 MiB), so a large index costs a few
     requests, and a seek starts small again, so a probe that reads a header and the first
     packets fetches little more than those. The last few blocks are kept for back-and-forth seeks.
     """
