@@ -67,3 +67,15 @@ def embedded(spark, sample_archive, test_config):
     assert all(v.success for v in validate_warehouse(test_config))  # the publish gate needs it
     build = build_from_warehouse(test_config)
     return report, build
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """ONE S3-compatible server (moto) on 127.0.0.1 for the whole run, with request accounting
+    (tests/s3kit.py). Tests make their own buckets; nothing here touches os.environ."""
+    from s3kit import S3Server
+
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()

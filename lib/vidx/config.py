@@ -44,6 +44,26 @@ class ArchiveConfig(_Section):
         return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in value)
 
 
+class StorageConfig(_Section):
+    """Object-store options for users who cannot set the standard AWS environment variables.
+
+    Keys are those variables' names in any case (`aws_endpoint_url`, `aws_access_key_id`,
+    `aws_secret_access_key`, `aws_session_token`, `aws_region`, `aws_allow_http`); they are passed to
+    deltalake verbatim (so any other object_store key works there too) and translated for pyarrow,
+    fsspec and boto3 by vidx.storage. Empty: everything comes from the environment.
+    """
+
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        # YAML turns `aws_allow_http: true` into a bool; object stores want the string.
+        if isinstance(value, Mapping):
+            return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+
 class SparkConfig(_Section):
     master: str = "local[*]"
     app_name: str = "vidx"
@@ -212,6 +232,7 @@ class ServeConfig(_Section):
 
 class VidxConfig(_Section):
     warehouse: str = "./warehouse"
+    storage: StorageConfig = StorageConfig()
     archive: ArchiveConfig = ArchiveConfig()
     spark: SparkConfig = SparkConfig()
     decode: DecodeConfig = DecodeConfig()
@@ -277,11 +298,17 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _validate(data: Mapping[str, Any], source: str) -> VidxConfig:
+    from vidx import storage
+
     try:
-        return VidxConfig.model_validate(data)
+        cfg = VidxConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration from {source}:\n{exc}\n"
                           "Fix the value or remove it to use the documented default.") from exc
+    # The loaded config's object-store options become the process's (filesystems, Delta, conditional
+    # writes); Spark tasks, which never load a config, apply cfg.storage.options themselves.
+    storage.configure(cfg.storage.options)
+    return cfg
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

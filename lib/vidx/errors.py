@@ -71,3 +71,7 @@ class WorkUnitError(VidxError):
 
 class DataQualityError(VidxError):
     """A table version failed validation, or was never validated, so nothing is published from it."""
+
+
+class ConcurrentUpdateError(VidxError):
+    """A conditional write lost a race: the object (e.g. an index's CURRENT) changed since it was read."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from vidx.errors import ArchiveError
-from vidx.storage import filesystem, is_local, normalize_uri
+from vidx.storage import child_uri, filesystem, normalize_uri
 
 LOG = logging.getLogger(__name__)
 
@@ -33,13 +33,6 @@ class VideoFile:
 def video_id_for(uri: str) -> str:
     """Stable id from the normalised uri: the same file gets the same id in every run and process."""
     return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:20]
-
-
-def _full_uri(archive_uri: str, fs: pafs.FileSystem, path: str) -> str:
-    if is_local(archive_uri):
-        return path
-    scheme = archive_uri.split("://", 1)[0]
-    return f"{scheme}://{path}" if not path.startswith(f"{scheme}://") else path
 
 
 def _visible(path: str, root: str) -> bool:
@@ -67,7 +60,8 @@ def list_archive(archive_uri: str, extensions: Iterable[str]) -> list[VideoFile]
             continue
         if info.type != pafs.FileType.File and not _visible(item.path, root):
             continue
-        uri = _full_uri(archive_uri, fs, item.path)
+        # root URI + relative path: keeps the authority (HDFS namenode, bucket) the listing drops
+        uri = child_uri(archive_uri, root, item.path)
         mtime_us = int(item.mtime_ns // 1000) if item.mtime_ns is not None else 0
         files.append(VideoFile(uri=uri, size_bytes=int(item.size or 0), mtime_us=mtime_us,
                                video_id=video_id_for(uri)))

@@ -48,17 +48,44 @@ def plan_units(videos: list[tuple[str, str, int, float | None]], *, max_unit_sec
     return units
 
 
-def balance_units(units: list[WorkUnit], n_bins: int) -> list[list[WorkUnit]]:
-    """Longest-processing-time-first bin packing by est_bytes (within 4/3 of optimal).
+def _video_groups(units: list[WorkUnit], share: float) -> list[list[WorkUnit]]:
+    """A video's units stay together (one task, one download of the video) unless the video alone
+    outweighs a bin's fair `share`; then it is cut into the fewest runs of consecutive units that
+    each fit the share, so a very long video still spreads over several tasks."""
+    by_video: dict[str, list[WorkUnit]] = {}
+    for unit in sorted(units, key=lambda u: (u.video_id, u.unit_idx)):
+        by_video.setdefault(unit.video_id, []).append(unit)
+    groups: list[list[WorkUnit]] = []
+    for mine in by_video.values():
+        weights = [max(u.est_bytes, 1) for u in mine]
+        pieces = min(len(mine), max(1, math.ceil(sum(weights) / share - 1e-9)))
+        target = sum(weights) / pieces
+        runs: list[list[WorkUnit]] = [[] for _ in range(pieces)]
+        done = 0
+        for unit, weight in zip(mine, weights, strict=True):
+            # by the unit's middle byte: non-decreasing, so each run is consecutive units
+            runs[min(pieces - 1, int((done + weight / 2) / target))].append(unit)
+            done += weight
+        groups.extend(r for r in runs if r)
+    return groups
 
-    Deterministic: ties broken by unit_id. Empty bins are dropped.
+
+def balance_units(units: list[WorkUnit], n_bins: int) -> list[list[WorkUnit]]:
+    """Longest-processing-time-first bin packing by est_bytes (within 4/3 of optimal) of groups of
+    one video's units (`_video_groups`): a task downloads each remote video it holds once, so a
+    video split across k tasks is read k times.
+
+    Deterministic: ties broken by the group's first unit_id. Empty bins are dropped.
     """
     if n_bins <= 0:
         raise ValueError("n_bins must be positive")
+    share = sum(max(u.est_bytes, 1) for u in units) / n_bins
+    groups = _video_groups(units, share)
     bins: list[list[WorkUnit]] = [[] for _ in range(n_bins)]
     heap = [(0, i) for i in range(n_bins)]
-    for unit in sorted(units, key=lambda u: (-u.est_bytes, u.unit_id)):
+    weight = {id(g): sum(max(u.est_bytes, 1) for u in g) for g in groups}
+    for group in sorted(groups, key=lambda g: (-weight[id(g)], g[0].unit_id)):
         load, idx = heapq.heappop(heap)
-        bins[idx].append(unit)
-        heapq.heappush(heap, (load + max(unit.est_bytes, 1), idx))
+        bins[idx].extend(group)
+        heapq.heappush(heap, (load + weight[id(group)], idx))
     return [b for b in bins if b]

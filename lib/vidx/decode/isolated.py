@@ -20,7 +20,7 @@ from typing import IO, Any
 from vidx.decode.decoder import DecodedFrames
 from vidx.decode.probe import VideoInfo
 from vidx.decode.worker import read_msg, write_msg
-from vidx.errors import DecodeError
+from vidx.errors import DecodeError, WorkUnitError
 
 LOG = logging.getLogger(__name__)
 
@@ -70,10 +70,16 @@ class IsolatedDecoder:
                               error_class="corrupt") from exc
         if reply[0] == "decode_error":
             raise DecodeError(reply[2], error_class=reply[1])
+        if reply[0] == "retry":
+            raise WorkUnitError(reply[2])
         return reply[1]
 
     def probe(self, path: str, *, timeout_s: float) -> VideoInfo:
-        info: VideoInfo = self._call({"op": "probe", "path": path}, timeout_s)
+        """`path` may be a local path or any storage URI (probed by ranged reads in the subprocess)."""
+        from vidx import storage
+
+        info: VideoInfo = self._call({"op": "probe", "path": path, "storage_options": storage.options()},
+                                     timeout_s)
         return info
 
     def decode(self, path: str, *, start_s: float, end_s: float, sample_fps: float, image_size: int,

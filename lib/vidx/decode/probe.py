@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from io import IOBase
+from typing import cast
 
 import av
 import av.error
@@ -55,9 +57,10 @@ def check_readable(path: str) -> None:
                           error_class="corrupt")
 
 
-def _open(path: str) -> av.container.InputContainer:
+def _open(path: str, source: IOBase | None = None) -> av.container.InputContainer:
     try:
-        return av.open(path, metadata_errors="ignore")
+        return cast(av.container.InputContainer, av.open(source if source is not None else path, "r",
+                                                         metadata_errors="ignore"))
     except (av.error.FileNotFoundError, av.error.PermissionError, av.error.IsADirectoryError) as exc:
         raise DecodeError(f"{path}: cannot read ({exc.strerror})", error_class="unreadable") from exc
     except av.error.FFmpegError as exc:
@@ -116,10 +119,14 @@ def _scan_duration(container: av.container.InputContainer, stream: av.video.stre
     return seconds if seconds > 0 or fps <= 0 else 1.0 / fps
 
 
-def probe(path: str) -> VideoInfo:
-    """Header facts of the first video stream. Raises `DecodeError` (see module doc for classes)."""
-    check_readable(path)
-    with _open(path) as container:
+def probe(path: str, *, source: IOBase | None = None) -> VideoInfo:
+    """Header facts of the first video stream. Raises `DecodeError` (see module doc for classes).
+
+    `source`: a seekable stream of the file's bytes (ranged reads of a remote object, see
+    vidx.decode.source); `path` then only names the file in messages."""
+    if source is None:
+        check_readable(path)
+    with _open(path, source) as container:
         if not container.streams.video:
             raise DecodeError(f"{path}: no video stream (audio-only or data file)", error_class="corrupt")
         stream = container.streams.video[0]

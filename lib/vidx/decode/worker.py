@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, BinaryIO
 
-from vidx.errors import DecodeError
+from vidx.errors import DecodeError, WorkUnitError
 
 _HEADER = struct.Struct("<Q")
 # Test-only fault injection: a path containing this substring makes the decoder hang.
@@ -45,14 +45,16 @@ def read_msg(stream: BinaryIO) -> Any:
 
 
 def handle(request: dict[str, Any]) -> Any:
+    from vidx import storage
     from vidx.decode.decoder import decode_range
-    from vidx.decode.probe import probe
+    from vidx.decode.source import probe_uri
 
     pattern = os.environ.get(HANG_ENV)
     if pattern and pattern in request["path"]:
         time.sleep(10**6)
-    if request["op"] == "probe":
-        return probe(request["path"])
+    if request["op"] == "probe":  # a URI: remote objects are probed by ranged reads, never copied
+        storage.configure(request.get("storage_options"))
+        return probe_uri(request["path"])
     if request["op"] == "decode":
         return decode_range(request["path"], start_s=request["start_s"], end_s=request["end_s"],
                             sample_fps=request["sample_fps"], image_size=request["image_size"],
@@ -72,6 +74,8 @@ def main() -> None:
             reply: Any = ("ok", handle(request))
         except DecodeError as exc:
             reply = ("decode_error", exc.error_class, str(exc))
+        except WorkUnitError as exc:  # storage trouble, not the file's fault: the caller retries
+            reply = ("retry", "", str(exc))
         except Exception as exc:  # any library failure on a file is that file's problem
             reply = ("decode_error", "corrupt", f"{type(exc).__name__}: {exc}")
         write_msg(out, reply)

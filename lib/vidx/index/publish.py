@@ -38,6 +38,7 @@ from vidx.errors import ConfigError, IndexBuildError, IndexIntegrityError, Index
 from vidx.index import ondisk
 from vidx.index.build import BuiltIndex, deserialize, index_memory
 from vidx.index.params import IndexParams
+from vidx.index.pointer import read_current, swap_current
 
 LOG = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id:
     if clash:
         raise IndexBuildError(f"extra manifest keys {clash} collide with reserved keys; rename them")
     root = _model_root(warehouse, model_id)
+    seen = read_current(root) if set_current else (None, None)
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%S}Z-t{table_version}-{uuid.uuid4().hex[:8]}"
     # serialize_index returns a uint8 array; a memoryview of it avoids another copy of the index.
@@ -108,8 +110,8 @@ def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id:
             _write_version_local(storage.local_path(root), version, files)
         else:
             _write_version_object_store(storage.join(root, version), files)
-        if set_current:
-            storage.write_bytes_atomic(storage.join(root, CURRENT_FILE), f"{version}\n".encode())
+        if set_current:  # only if CURRENT is still what it was before this version was written
+            swap_current(root, version, expected=seen)
     except (OSError, pa.ArrowException) as exc:
         raise IndexBuildError(f"could not publish index version {version} under {root}: {exc}. "
                               "Check that the warehouse is writable and has space.") from exc

@@ -1,8 +1,8 @@
 """Operations on published index versions: list, promote, rollback, garbage-collect.
 
 Works on any warehouse URI vidx.storage opens (local, s3://, gs://, fsspec). Version folders are
-never modified; promote and rollback only rewrite the small `CURRENT` pointer (atomically: a
-rename locally, one PUT on object stores), and query servers follow it (hot reload).
+never modified; promote and rollback only rewrite the small `CURRENT` pointer, by a conditional
+write on the version they read (vidx.index.pointer), and query servers follow it (hot reload).
 
 Publish order is the version name's UTC timestamp (publish_index names versions
 `YYYYmmddTHHMMSSZ-...`), ties within one second broken by the manifest's modification time.
@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 
 from vidx import storage
 from vidx.errors import ConfigError, IndexIntegrityError, IndexNotFoundError
+from vidx.index.pointer import read_current, swap_current
 from vidx.index.publish import (
     CURRENT_FILE,
     MANIFEST_FILE,
@@ -141,26 +142,30 @@ def verify_version(warehouse: str, model_id: str, version: str) -> dict[str, Any
 def promote(warehouse: str, version: str, model_id: str | None = None) -> str | None:
     """Point `CURRENT` at `version` after verifying its files. Returns the version it pointed at before."""
     model = resolve_model(warehouse, model_id) or ""
+    seen = read_current(_model_root(warehouse, model))  # read first: a move during the (long) check is caught
+    _move(warehouse, model, version, seen)
+    return seen[0]
+
+
+def _move(warehouse: str, model: str, version: str, seen: tuple[str | None, str | None]) -> None:
     verify_version(warehouse, model, version)
-    previous = current_version(warehouse, model)
-    if previous != version:
-        storage.write_bytes_atomic(storage.join(_model_root(warehouse, model), CURRENT_FILE), f"{version}\n".encode())
-        LOG.info("%s: CURRENT %s -> %s", model, previous, version)
-    return previous
+    if seen[0] != version:
+        swap_current(_model_root(warehouse, model), version, expected=seen)
 
 
 def rollback(warehouse: str, model_id: str | None = None) -> tuple[str, str]:
     """Promote the version published just before the current one. Returns (from, to)."""
     model = resolve_model(warehouse, model_id) or ""
+    seen = read_current(_model_root(warehouse, model))
+    current = seen[0]
     names = [v.version for v in versions(warehouse, model)]
-    current = current_version(warehouse, model)
     if current not in names:
         raise IndexNotFoundError(f"CURRENT of {model} names {current!r}, which is not a complete version; "
                                  f"promote one of {names or 'none'} explicitly")
     pos = names.index(current)
     if pos == 0:
         raise IndexNotFoundError(f"{current} is the oldest version of {model}: nothing to roll back to")
-    promote(warehouse, names[pos - 1], model)
+    _move(warehouse, model, names[pos - 1], seen)  # fails if CURRENT moved since it was read
     return current, names[pos - 1]
 
 

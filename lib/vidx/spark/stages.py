@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +59,9 @@ def _check_limits(info: Any, cfg: VidxConfig) -> None:
 
 def _probe_one(uri: str, cfg: VidxConfig) -> dict[str, Any]:
     from vidx.decode.isolated import shared_decoder
-    from vidx.decode.source import local_copy
 
-    try:
-        with local_copy(uri) as path:
-            info = shared_decoder().probe(path, timeout_s=cfg.decode.timeout_s)
+    try:  # the decoder subprocess reads a remote header by ranged reads: no download
+        info = shared_decoder().probe(uri, timeout_s=cfg.decode.timeout_s)
         facts = {"duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
                  "codec": info.codec}
         _check_limits(info, cfg)
@@ -82,6 +81,9 @@ class ProbeTask:
     cfg: VidxConfig
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from vidx import storage
+
+        storage.configure(self.cfg.storage.options)  # executors never load a config file
         for batch in batches:
             rows = [{"video_id": rec["video_id"], **_probe_one(rec["uri"], self.cfg)} for rec in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=PROBE_OUT)
@@ -97,13 +99,26 @@ class EmbedTask:
     clips_uri: str
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from vidx import storage
+        from vidx.decode.source import TaskDownloads
+
+        cfg = self.cfg
+        storage.configure(cfg.storage.options)  # executors never load a config file
+        lm, autocast = executor_model(cfg, self.model_id)
+        # A video's units back to back: its one download serves them all, then is deleted.
+        units = sorted((u for b in batches for u in b.to_pylist()), key=lambda u: (u["uri"], u["start_s"]))
+        downloads = TaskDownloads(Counter(u["uri"] for u in units))
+        try:
+            yield from self._run(units, downloads, lm, autocast)
+        finally:
+            downloads.close()
+
+    def _run(self, units: list[dict[str, Any]], downloads: Any, lm: Any, autocast: Any) -> Iterator[pa.RecordBatch]:
         from vidx.encode.batcher import decode_ahead
 
         cfg = self.cfg
-        lm, autocast = executor_model(cfg, self.model_id)
-        units = (u for b in batches for u in b.to_pylist())
-        decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size), workers=cfg.decode.workers,
-                               prefetch=cfg.decode.prefetch)
+        decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size, downloads),
+                               workers=cfg.decode.workers, prefetch=cfg.decode.prefetch)
         encoded = _encode(cfg, lm, autocast, decoded)
         pending: list[pa.Table] = []
         n_pending = 0
@@ -156,9 +171,8 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(wanted)
 
 
-def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
+def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int, downloads: Any) -> Any:
     from vidx.decode.isolated import shared_decoder
-    from vidx.decode.source import local_copy
 
     if os.environ.get(DELAY_ENV):  # test-only: stretch tasks so a fault test can kill mid-task
         time.sleep(float(os.environ[DELAY_ENV]))
@@ -169,7 +183,7 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int) -> Any:
         duration = unit["duration_s"]
         end_s = (duration + 60.0) if duration is not None and math.isfinite(duration) else 86_400.0
     try:
-        with local_copy(unit["uri"]) as path:
+        with downloads.path(unit["uri"]) as path:
             return shared_decoder().decode(path, start_s=unit["start_s"], end_s=end_s,
                                            sample_fps=cfg.decode.sample_fps, image_size=image_size, info=None,
                                            threads=cfg.decode.threads, timeout_s=cfg.decode.timeout_s)

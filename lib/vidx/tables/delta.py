@@ -2,6 +2,11 @@
 
 Idempotence is checked here, not trusted to delta-rs: it accepts an app transaction whose version
 is not newer than the recorded one, so `commit_files` reads `transaction_version(app_id)` first.
+
+Object stores: every table is opened with `storage.delta_options(uri)`, which on S3 makes delta-rs
+write each log entry with a conditional put (If-None-Match: *), so of two writers racing for a
+version exactly one wins and the other retries on the next version (never
+AWS_S3_ALLOW_UNSAFE_RENAME, with which both could "win" and one commit would be lost).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from vidx.errors import TableError
-from vidx.storage import is_local, local_path
+from vidx.storage import delta_options, is_local, local_path
 from vidx.tables.files import DataFile
 
 LOG = logging.getLogger(__name__)
@@ -41,8 +46,9 @@ def _delta_uri(uri: str) -> str:
 
 
 def open_table(table_uri: str, *, version: int | None = None) -> DeltaTable:
+    options = delta_options(table_uri)  # a refused setting (ConfigError) is not a missing table
     try:
-        return DeltaTable(_delta_uri(table_uri), version=version)
+        return DeltaTable(_delta_uri(table_uri), version=version, storage_options=options)
     except TableNotFoundError as exc:
         raise TableError(f"no Delta table at {table_uri}; run `vidx embed ARCHIVE --warehouse W` first") from exc
     except Exception as exc:  # deltalake raises plain exceptions for a missing version
@@ -50,7 +56,7 @@ def open_table(table_uri: str, *, version: int | None = None) -> DeltaTable:
 
 
 def table_exists(table_uri: str) -> bool:
-    return DeltaTable.is_deltatable(_delta_uri(table_uri))
+    return DeltaTable.is_deltatable(_delta_uri(table_uri), storage_options=delta_options(table_uri))
 
 
 def latest_version(table_uri: str) -> int | None:
@@ -115,7 +121,8 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
         else:
             adds = [a for a in _actions(files) if isinstance(a, AddAction)]
             create_table_with_add_actions(uri, DeltaSchema.from_arrow(schema), adds, mode=mode,
-                                          partition_by=partition_by or None, commit_properties=props)
+                                          partition_by=partition_by or None, commit_properties=props,
+                                          storage_options=delta_options(table_uri))
     except CommitFailedError as exc:
         raise TableError(f"commit to {table_uri} failed ({exc}); another writer may be committing. "
                          "Re-run the same command: committed batches are skipped.") from exc
