@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image file to search with")
     p.add_argument("-k", type=int, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--moments", action="store_true",
+                   help="merge adjacent clips of a video into moments (start-end spans); -k counts moments")
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     _common(p, model=False)
     p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
@@ -219,11 +221,28 @@ def cmd_search(cfg: VidxConfig, args: argparse.Namespace) -> int:
         raise VidxError("give exactly one query: a TEXT argument or --image PATH")
     searcher = Searcher(cfg.warehouse, model_id=args.model_id, pretrained=args.pretrained)
     k = cfg.search.k
+    if args.moments:
+        return _search_moments(cfg, args, searcher)
     hits = searcher.search_text(args.text, k) if args.text else searcher.search_image(args.image, k)
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2))
     else:
         print_hits(hits, title=f"{args.text or args.image}  (index {searcher.loaded.version})")
+    return 0
+
+
+def _search_moments(cfg: VidxConfig, args: argparse.Namespace, searcher: Any) -> int:
+    from vidx.encode.embedder import encode_image_files, encode_texts
+    from vidx.report import print_moments
+    from vidx.serve.moments import searcher_moments
+
+    vec = encode_texts(searcher.model, [args.text]) if args.text else encode_image_files(searcher.model, [args.image])
+    moments = searcher_moments(searcher, vec[0], cfg.search.k, modality="text" if args.text else "image",
+                               cfg=cfg.search)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in moments], indent=2))
+    else:
+        print_moments(moments, title=f"{args.text or args.image}  (moments, index {searcher.loaded.version})")
     return 0
 
 
