@@ -96,6 +96,8 @@ def _model_parsers(sub: Any) -> None:
     p.add_argument("--k", dest="ks", type=int, nargs="+", help="recall cut-offs (default 1 5 10)")
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--moments", action="store_true",
+                   help="compare clips and moments: recall at temporal IoU >= 0.5 with the scenes' spans")
 
 
 def _serve_parsers(sub: Any) -> None:
@@ -263,11 +265,26 @@ def cmd_train_tiny(cfg: VidxConfig, args: argparse.Namespace) -> int:
 def cmd_eval(cfg: VidxConfig, args: argparse.Namespace) -> int:
     from vidx.quality.retrieval_eval import DEFAULT_KS, evaluate, print_report
 
+    if args.moments:
+        return _eval_moments(cfg, args)
+
     report = evaluate(cfg.warehouse, args.truth, ks=args.ks or DEFAULT_KS, model_id=args.model_id)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print_report(report)
+    return 0
+
+
+def _eval_moments(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.quality.moment_eval import evaluate_moments, print_moment_report
+
+    report = evaluate_moments(cfg.warehouse, args.truth, cfg=cfg.search, model_id=args.model_id,
+                              k=max(args.ks or [5]))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_moment_report(report)
     return 0
 
 

@@ -188,3 +188,13 @@ def test_media_switched_off(site):
         server.wait_version(published.version)
         assert server.get("/media/vmp4").status_code == 404
         assert server.get("/thumb/vmp4/0").status_code == 200  # thumbnails stay
+
+
+def test_an_index_without_tables_has_no_thumbnails_or_media(tmp_path):
+    from indexkit import publish_tiny
+
+    published, _ = publish_tiny(tmp_path, n=200)  # ids only: no clips or videos table behind it
+    with running_server(server_config(tmp_path)) as server:
+        server.wait_version(published.version)
+        assert server.get("/thumb/vid000/0").status_code == 404
+        assert server.get("/media/vid000").status_code == 404

@@ -14,13 +14,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from vidx.config import VidxConfig
-from vidx.errors import QueryError
+from vidx.errors import ArchiveError, QueryError, TableError
 from vidx.serve.ranges import ByteRange, RangeNotSatisfiable, content_type, parse_range, stream_file
 from vidx.serve.reload import IndexHolder
 from vidx.serve.state import ServedIndex
@@ -117,6 +118,14 @@ def _clip_idx(text: str) -> int:
     return int(text)
 
 
+def _tables_unavailable(what: str, exc: Exception) -> QueryError:
+    """A missing table is a 404 (nothing to show); storage trouble is a 503 (try again)."""
+    LOG.warning("%s: %s", what, exc)
+    if isinstance(exc, TableError):
+        return QueryError(f"{what}: {exc}", status=404)
+    return QueryError(f"{what}: the warehouse could not be read ({type(exc).__name__}); try again", status=503)
+
+
 def _thumb(assets: Assets, served: ServedIndex, request: Request, video_id: str, clip: str) -> Response:
     clip_idx = _clip_idx(clip)
     if served.rows.row_of(video_id, clip_idx) is None:
@@ -128,7 +137,10 @@ def _thumb(assets: Assets, served: ServedIndex, request: Request, video_id: str,
     headers = {"ETag": etag, "Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    data = assets.thumbnail(served, video_id, clip_idx)
+    try:
+        data = assets.thumbnail(served, video_id, clip_idx)
+    except (TableError, OSError, pa.ArrowException) as exc:
+        raise _tables_unavailable(f"thumbnail of clip {clip_idx} of {video_id!r}", exc) from exc
     if data is None:
         raise QueryError(f"clip {clip_idx} of video {video_id!r} has no thumbnail (embedded with "
                          "thumbnails.enabled false, or before vidx wrote them)", status=404)
@@ -136,11 +148,17 @@ def _thumb(assets: Assets, served: ServedIndex, request: Request, video_id: str,
 
 
 def _media(assets: Assets, served: ServedIndex, request: Request, video_id: str) -> Response:
-    record = assets.tables(served).media(video_id) if served.rows.has_video(video_id) else None
+    try:
+        record = assets.tables(served).media(video_id) if served.rows.has_video(video_id) else None
+    except (TableError, OSError, pa.ArrowException) as exc:
+        raise _tables_unavailable(f"video {video_id!r}", exc) from exc
     if record is None:
         raise QueryError(f"video {video_id!r} is not a playable file of index {served.version}", status=404)
-    fs, path = filesystem(record.uri)
-    info = fs.get_file_info(path)
+    try:
+        fs, path = filesystem(record.uri)
+        info = fs.get_file_info(path)
+    except (ArchiveError, OSError, pa.ArrowException) as exc:
+        raise _tables_unavailable(f"video {video_id!r}", exc) from exc
     if info.size is None:  # listed and embedded, then removed from the archive
         raise QueryError(f"video {video_id!r} is no longer in the archive", status=404)
     size = int(info.size)

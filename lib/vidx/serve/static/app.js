@@ -76,14 +76,15 @@
     if (state.busy) return;
     state.busy = true;
     document.body.classList.add("busy");
-    setStatus(`Searching ${label}…`);
+    setStatus("Searching…");
     try {
       const out = await api("/search", { ...query, ...filters() });
       clearError();
       if (out.index_version !== state.version) await refreshIndex();
       state.moments = out.results;
       render(out.results);
-      setStatus(out.results.length ? `${out.results.length} moments for ${label}` : `No moments for ${label}`);
+      const n = out.results.length;
+      setStatus(n ? `${n} moment${n === 1 ? "" : "s"} ${label}` : `No moments ${label}`);
     } catch (err) {
       setStatus("");
       showError(err.status === 503 ? `No index is loaded: ${err.message}` : `Search failed: ${err.message}`);
@@ -98,7 +99,7 @@
     const text = $("q").value.trim();
     if (!text) { showError("Type what you are looking for, or drop an image."); $("q").focus(); return; }
     $("query-image").hidden = true;
-    search({ text }, `“${text}”`);
+    search({ text }, `for “${text}”`);
   }
 
   function searchImage(file) {
@@ -110,14 +111,14 @@
       const preview = $("query-image");
       preview.src = reader.result;
       preview.hidden = false;
-      search({ image: reader.result }, `image ${file.name}`);
+      search({ image: reader.result }, `for image ${file.name}`);
     };
     reader.readAsDataURL(file);
   }
 
   function moreLike(m) {
     search({ clip: { video_id: m.video_id, clip_idx: m.best_clip_idx } },
-           `moments like ${fileName(m.uri)} ${spanText(m)}`);
+           `like ${fileName(m.uri)} ${spanText(m)}`);
   }
 
   // ---- results ------------------------------------------------------------------------------
