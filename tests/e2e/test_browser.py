@@ -72,6 +72,19 @@ def _scene(truth: dict) -> tuple[dict, dict]:
     return max(((v, s) for v in truth["videos"] for s in v["scenes"]), key=lambda vs: vs[1]["end_s"] - vs[1]["start_s"])
 
 
+def _until(page, predicate: str, what: str, timeout_s: float = TIMEOUT_MS / 1000):
+    """Poll a JS function until it returns something truthy. page.wait_for_function would eval() its
+    predicate inside the page, which the page's Content-Security-Policy (rightly) forbids."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(predicate)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.025)
+
+
 def _shot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -91,8 +104,8 @@ def _text_query(page, server, tmp_path: Path, caption: str) -> list[dict]:
     page.wait_for_selector("#grid .moment")
     api = server.search(text=caption, k=24, group="moments")["results"]
     assert [c["video_id"] for c in _cards(page)] == [m["video_id"] for m in api]
-    page.wait_for_function("[...document.querySelectorAll('#grid img')].slice(0, 3).every(i => i.complete "
-                           "&& i.naturalWidth > 0)")
+    _until(page, "() => [...document.querySelectorAll('#grid img')].slice(0, 3).every(i => i.complete "
+                 "&& i.naturalWidth > 0)", "thumbnails")
     _shot(page, tmp_path, "1-results")
     return api
 
@@ -104,18 +117,16 @@ def _play_first(page, tmp_path: Path, first: dict) -> None:
     assert page.evaluate("document.activeElement.closest('.moment').dataset.index") == "1"
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("Enter")
-    playing = page.wait_for_function(
-        "() => { const v = document.getElementById('player');"
-        " return (v.readyState >= 3 && !v.paused && !v.seeking && v.currentTime > 0) ?"
-        " {t: v.currentTime, paused: v.paused, src: v.currentSrc} : null; }", polling=25).json_value()
+    playing = _until(page, "() => { const v = document.getElementById('player');"
+                     " return (v.readyState >= 3 && !v.paused && !v.seeking && v.currentTime > 0) ?"
+                     " {t: v.currentTime, paused: v.paused, src: v.currentSrc} : null; }", "playback")
     assert abs(playing["t"] - first["start_s"]) <= 0.5, (playing, first)
     assert not playing["paused"] and playing["src"].endswith(f"/media/{first['video_id']}")
     _shot(page, tmp_path, "2-playing")
     # jump close to the end rather than wait for the whole moment
     page.evaluate(f"document.getElementById('player').currentTime = {max(first['start_s'], first['end_s'] - 0.6)}")
-    stopped = page.wait_for_function(
-        "() => { const v = document.getElementById('player'); return v.paused ? v.currentTime : null; }",
-        polling=25).json_value()
+    stopped = _until(page, "() => { const v = document.getElementById('player'); return v.paused ? "
+                     "{t: v.currentTime} : null; }", "the stop at end_s")["t"]
     assert first["end_s"] - 0.05 <= stopped <= first["end_s"] + 0.5, (stopped, first)
     page.keyboard.press("Escape")
     assert page.is_hidden("#player-panel")
@@ -132,6 +143,7 @@ def _drop_bad_image(page, tmp_path: Path) -> None:
     }""", garbage)
     page.wait_for_selector("#error", state="visible")
     assert "image" in page.inner_text("#error-text").lower()
+    assert page.is_hidden("#query-image")  # no preview of an image the server could not read
     _shot(page, tmp_path, "3-bad-image")
 
 
@@ -142,7 +154,7 @@ def test_search_play_upload_and_errors_in_chromium(site, browser_page, tmp_path)
     posts: list[dict] = []
     page.on("request", lambda r: posts.append(r.headers) if r.method == "POST" else None)
     page.goto(server.url + "/")
-    page.wait_for_function("document.getElementById('index-info').textContent.startsWith('index ')")
+    _until(page, "() => document.getElementById('index-info').textContent.startsWith('index ')", "index info")
     assert "model" in page.inner_text("#index-info")
 
     # a text query: the expected scene's moment comes first
@@ -154,15 +166,15 @@ def test_search_play_upload_and_errors_in_chromium(site, browser_page, tmp_path)
 
     # more like this: a clip query of the moment's best clip
     page.click("#grid .moment .more")
-    page.wait_for_function("/^\\d+ moments? like /.test(document.getElementById('status').textContent)")
+    _until(page, "() => /^\\d+ moments? like /.test(document.getElementById('status').textContent)", "more like this")
     assert _cards(page)[0]["video_id"] == first["video_id"]
 
     # image upload: a frame from the middle of the scene finds its video first
     frame = grab_frame(Path(video["uri"]), (scene["start_s"] + scene["end_s"]) / 2, tmp_path / "query.png")
     page.set_input_files("#file", str(frame))
-    page.wait_for_function("document.getElementById('status').textContent.includes('for image query.png')")
+    _until(page, "() => document.getElementById('status').textContent.includes('for image query.png')", "image query")
     assert _cards(page)[0]["video_id"] == first["video_id"]
-    assert page.is_visible("#query-image")
+    _until(page, "() => !document.getElementById('query-image').hidden", "the query image preview")
 
     _drop_bad_image(page, tmp_path)  # dropped on the page: the server's error is shown
 
@@ -170,7 +182,7 @@ def test_search_play_upload_and_errors_in_chromium(site, browser_page, tmp_path)
     page.fill("#uri-prefix", "/nowhere/")
     page.fill("#q", scene["caption"])
     page.click("#search-button")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('No moments')")
+    _until(page, "() => document.getElementById('status').textContent.startsWith('No moments')", "filtered search")
     assert page.is_hidden("#error")  # a good search clears the error
     assert posts and all(h.get("content-type") == "application/json" for h in posts)
     LOG.info("browser part: %.1f s, screenshots in %s", time.perf_counter() - started, tmp_path)
@@ -183,6 +195,7 @@ def test_page_without_an_index_says_so(browser_page, tmp_path):
         assert "No index is loaded" in browser_page.inner_text("#error-text")
         browser_page.fill("#q", "anything")
         browser_page.keyboard.press("Enter")
-        browser_page.wait_for_function("document.getElementById('error-text').textContent.includes('No index')")
+        _until(browser_page, "() => document.getElementById('error-text').textContent.includes('No index')",
+               "the no-index error")
         _shot(browser_page, tmp_path, "4-no-index")
 

@@ -86,16 +86,24 @@ class Assets:
         self._tables: OrderedDict[str, VersionTables] = OrderedDict()
         self._thumbs: OrderedDict[tuple[str, str, int], bytes | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
 
     def tables(self, served: ServedIndex) -> VersionTables:
         with self._lock:
             found = self._tables.get(served.version)
-        if found is None:
-            found = VersionTables(self.warehouse, served)  # outside the lock: it reads the Delta logs
+        if found is not None:
+            return found
+        # One opening per version even when a page asks for 24 thumbnails at once; cache hits
+        # above never wait for it.
+        with self._open_lock:
             with self._lock:
-                self._tables[served.version] = found
-                while len(self._tables) > 2:  # the served version and the one before a reload
-                    self._tables.popitem(last=False)
+                found = self._tables.get(served.version)
+            if found is None:
+                found = VersionTables(self.warehouse, served)
+                with self._lock:
+                    self._tables[served.version] = found
+                    while len(self._tables) > 2:  # the served version and the one before a reload
+                        self._tables.popitem(last=False)
         return found
 
     def thumbnail(self, served: ServedIndex, video_id: str, clip_idx: int) -> bytes | None:

@@ -87,6 +87,7 @@
       setStatus(n ? `${n} moment${n === 1 ? "" : "s"} ${label}` : `No moments ${label}`);
     } catch (err) {
       setStatus("");
+      if (query.image) $("query-image").hidden = true;  // the server could not read it: no preview
       showError(err.status === 503 ? `No index is loaded: ${err.message}` : `Search failed: ${err.message}`);
       if (err.status === 503) refreshIndex();
     } finally {
@@ -109,8 +110,9 @@
     reader.onerror = () => showError(`Cannot read ${file.name}.`);
     reader.onload = () => {
       const preview = $("query-image");
+      preview.onerror = () => { preview.hidden = true; };
+      preview.onload = () => { preview.hidden = false; };
       preview.src = reader.result;
-      preview.hidden = false;
       search({ image: reader.result }, `for image ${file.name}`);
     };
     reader.readAsDataURL(file);
