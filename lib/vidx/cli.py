@@ -108,6 +108,8 @@ def _serve_parsers(sub: Any) -> None:
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
     p.add_argument("--reload-interval", type=float, help="seconds between polls of CURRENT (default 5)")
+    p.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve indexed videos at /media/{video_id} for the search page (serve.media, default on)")
     p = sub.add_parser("index", help="published index versions: list, promote, rollback, gc")
     ops = p.add_subparsers(dest="index_command", required=True)
     for name, text in [("list", "list versions, oldest first (* = CURRENT)"),
@@ -140,6 +142,7 @@ def _config(args: argparse.Namespace) -> VidxConfig:
         "serve.host": getattr(args, "host", None),
         "serve.port": getattr(args, "port", None),
         "serve.reload_interval_s": getattr(args, "reload_interval", None),
+        "serve.media": getattr(args, "media", None),
     })
 
 
