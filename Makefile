@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow
+.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow browser
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
@@ -47,6 +47,16 @@ airflow: $(AF_STAMP)
 java:
 	@bash infra/ensure_java.sh
 
+# Debian's chromium + chromium-driver for the search page's browser test: Playwright drives the
+# system browser (`playwright install` cannot download one here). apt runs only when one is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		echo ">> installing Debian's chromium and chromium-driver (apt)"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
+
 demo: install java
 	$(BIN)/vidx demo --workdir $(or $(WORKDIR),./vidx-demo)
 
@@ -59,7 +69,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-test: install java lint typecheck airflow
+test: install java lint typecheck airflow browser
 	$(BIN)/pytest tests -q --durations=15
 
 bench: install java

@@ -1,4 +1,4 @@
-"""`make bench`: decode, encode, token clustering and Spark overhead, side by side in one run.
+"""`make bench`: decode, encode, token clustering, Spark overhead and thumbnail cost, side by side in one run.
 
 Writes bench/results/<UTC time>.json. Videos are generated (30 fps H.264, 360p and 1080p); set
 BENCH_VIDEOS=/path/to/folder to also measure real footage. Figures are throughput on THIS machine;
@@ -286,6 +286,11 @@ def main() -> None:
             "trained_overlap_at_10": runs["vidx-tiny/synthetic-v1"]["video_world"]["overlap_at_10"], "runs": runs}
         result["spark"] = bench_spark(root / "archive", root / "spark", model, "random")
         result["spark_vidx_tiny"] = bench_spark(root / "archive", root / "spark-tiny", "vidx-tiny", "synthetic-v1")
+        # embed with and without clip thumbnails (thumbnails.enabled), paired alternating runs
+        from bench.thumbnails import bench_thumbnails
+
+        result["thumbnails"] = {spec: bench_thumbnails(videos["archive"][:6], *spec.split(":", 1))
+                                for spec in ("vidx-tiny:synthetic-v1", f"{model}:random")}
     result["finished_at"] = datetime.now(UTC).isoformat()
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

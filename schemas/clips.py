@@ -18,6 +18,11 @@ CLIPS_SCHEMA = pa.schema([
     # temporal segment of the clip, in time order; `embedding` is then their renormalised mean.
     # Null when clustering is off (the clip vector is the mean of its frames; nothing finer exists).
     pa.field("segment_embeddings", pa.list_(pa.list_(pa.float32()))),
+    # JPEG of the clip's frame nearest its midpoint, made in the embed stage from the frames it
+    # decoded for the encoder (thumbnails.*). Kept beside its clip so it is written, replaced and
+    # dropped in the same commit; index and validation readers project it away (Parquet columns).
+    # Null when thumbnails are off and in rows written before the column existed.
+    pa.field("thumbnail", pa.binary()),
 ])
 
 # Partitioned by model_id only: an index build reads exactly one model's vectors (partition

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image file to search with")
     p.add_argument("-k", type=int, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--moments", action="store_true",
+                   help="merge adjacent clips of a video into moments (start-end spans); -k counts moments")
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     _common(p, model=False)
     p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
@@ -94,6 +96,8 @@ def _model_parsers(sub: Any) -> None:
     p.add_argument("--k", dest="ks", type=int, nargs="+", help="recall cut-offs (default 1 5 10)")
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--moments", action="store_true",
+                   help="compare clips and moments: recall at temporal IoU >= 0.5 with the scenes' spans")
 
 
 def _serve_parsers(sub: Any) -> None:
@@ -104,6 +108,8 @@ def _serve_parsers(sub: Any) -> None:
     p.add_argument("--model-id", help="which model's index (default: the only one)")
     p.add_argument("--pretrained", help="local checkpoint for the index's model, if not at its recorded path")
     p.add_argument("--reload-interval", type=float, help="seconds between polls of CURRENT (default 5)")
+    p.add_argument("--media", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve indexed videos at /media/{video_id} for the search page (serve.media, default on)")
     p = sub.add_parser("index", help="published index versions: list, promote, rollback, gc")
     ops = p.add_subparsers(dest="index_command", required=True)
     for name, text in [("list", "list versions, oldest first (* = CURRENT)"),
@@ -136,6 +142,7 @@ def _config(args: argparse.Namespace) -> VidxConfig:
         "serve.host": getattr(args, "host", None),
         "serve.port": getattr(args, "port", None),
         "serve.reload_interval_s": getattr(args, "reload_interval", None),
+        "serve.media": getattr(args, "media", None),
     })
 
 
@@ -219,11 +226,28 @@ def cmd_search(cfg: VidxConfig, args: argparse.Namespace) -> int:
         raise VidxError("give exactly one query: a TEXT argument or --image PATH")
     searcher = Searcher(cfg.warehouse, model_id=args.model_id, pretrained=args.pretrained)
     k = cfg.search.k
+    if args.moments:
+        return _search_moments(cfg, args, searcher)
     hits = searcher.search_text(args.text, k) if args.text else searcher.search_image(args.image, k)
     if args.json:
         print(json.dumps([h.as_dict() for h in hits], indent=2))
     else:
         print_hits(hits, title=f"{args.text or args.image}  (index {searcher.loaded.version})")
+    return 0
+
+
+def _search_moments(cfg: VidxConfig, args: argparse.Namespace, searcher: Any) -> int:
+    from vidx.encode.embedder import encode_image_files, encode_texts
+    from vidx.report import print_moments
+    from vidx.serve.moments import searcher_moments
+
+    vec = encode_texts(searcher.model, [args.text]) if args.text else encode_image_files(searcher.model, [args.image])
+    moments = searcher_moments(searcher, vec[0], cfg.search.k, modality="text" if args.text else "image",
+                               cfg=cfg.search)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in moments], indent=2))
+    else:
+        print_moments(moments, title=f"{args.text or args.image}  (moments, index {searcher.loaded.version})")
     return 0
 
 
@@ -244,11 +268,26 @@ def cmd_train_tiny(cfg: VidxConfig, args: argparse.Namespace) -> int:
 def cmd_eval(cfg: VidxConfig, args: argparse.Namespace) -> int:
     from vidx.quality.retrieval_eval import DEFAULT_KS, evaluate, print_report
 
+    if args.moments:
+        return _eval_moments(cfg, args)
+
     report = evaluate(cfg.warehouse, args.truth, ks=args.ks or DEFAULT_KS, model_id=args.model_id)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print_report(report)
+    return 0
+
+
+def _eval_moments(cfg: VidxConfig, args: argparse.Namespace) -> int:
+    from vidx.quality.moment_eval import evaluate_moments, print_moment_report
+
+    report = evaluate_moments(cfg.warehouse, args.truth, cfg=cfg.search, model_id=args.model_id,
+                              k=max(args.ks or [5]))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_moment_report(report)
     return 0
 
 

@@ -215,6 +215,14 @@ class QualityConfig(_Section):
 
 class SearchConfig(_Section):
     k: int = Field(default=10, gt=0, le=10_000)
+    # Moments (`"group": "moments"`, `vidx search --moments`): consecutive clips of one video whose
+    # scores lie within `moment_drop` (cosine) of that video's best clip merge into one span (gaps
+    # of one clip allowed). 0.15: the smallest drop reaching the best R@1 at IoU >= 0.5 in
+    # `python -m bench.moments` (vidx-tiny, a tuning seed, not the README's evaluation seed). The
+    # scale depends on the model's scores: re-tune with `vidx eval --moments` for another model.
+    moment_drop: float = Field(default=0.15, ge=0, le=2)
+    # k moments need more than k clips: k x moment_fanout clips are fetched (widened if too few).
+    moment_fanout: int = Field(default=10, ge=1, le=100)
 
 
 class ServeConfig(_Section):
@@ -228,6 +236,19 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(default=8 * 2**20, gt=0)
     # How often the server polls CURRENT for a new version (one small read per poll).
     reload_interval_s: float = Field(default=5.0, gt=0)
+    # GET /media/{video_id} streams indexed source files to the search page; off where the archive
+    # must not be exposed (the page then shows thumbnails and spans only).
+    media: bool = True
+
+
+class ThumbnailsConfig(_Section):
+    """One small JPEG per clip, written by the embed stage from frames it decoded anyway."""
+
+    enabled: bool = True
+    # Largest width in pixels. Thumbnails are the square the encoder saw (decoded frames are
+    # centre-cropped to the model's input size), never upscaled: vidx-tiny's 64 px stay 64 px.
+    width: int = Field(default=160, ge=16, le=1024)
+    quality: int = Field(default=80, ge=10, le=95)
 
 
 class VidxConfig(_Section):
@@ -242,6 +263,7 @@ class VidxConfig(_Section):
     quality: QualityConfig = QualityConfig()
     search: SearchConfig = SearchConfig()
     serve: ServeConfig = ServeConfig()
+    thumbnails: ThumbnailsConfig = ThumbnailsConfig()
 
     @model_validator(mode="after")
     def _clustering_needs_fixed_clips(self) -> VidxConfig:

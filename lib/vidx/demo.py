@@ -114,3 +114,5 @@ def run_demo(workdir: str, cfg: VidxConfig) -> None:
                   f"{report.failed} failed, {report.clips} clips, {report.frames_per_s:.1f} frames/s embed, "
                   f"image queries right-clip-first {right}/{total}, text queries right-scene-first "
                   f"{text_right}/{text_total}. Warehouse: {cfg.warehouse}")
+    CONSOLE.print(f"search page: vidx serve --warehouse {cfg.warehouse}, then open "
+                  f"http://{cfg.serve.host}:{cfg.serve.port}/")

@@ -60,6 +60,17 @@ def print_hits(hits: Sequence[Any], *, title: str) -> None:
     CONSOLE.print(table)
 
 
+def print_moments(moments: Sequence[Any], *, title: str) -> None:
+    """`vidx search --moments`: one row per moment, best first."""
+    table = Table(title=title)
+    for col in ("#", "score", "uri", "start-end", "clips", "best clip"):
+        table.add_column(col)
+    for rank, m in enumerate(moments, 1):
+        table.add_row(str(rank), f"{m.score:.3f}", m.uri, f"{_fmt_time(m.start_s)}-{_fmt_time(m.end_s)}",
+                      str(m.n_clips), str(m.best_clip_idx))
+    CONSOLE.print(table)
+
+
 def print_versions(versions: Sequence[dict[str, Any]], *, title: str) -> None:
     """`vidx index list`: one row per version, oldest first, CURRENT marked with *."""
     table = Table(title=title)

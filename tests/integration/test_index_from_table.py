@@ -31,7 +31,8 @@ def _write_clips(warehouse: str, vectors: np.ndarray, txn: int, model_id: str, s
         "video_id": vid, "clip_idx": pa.array(idx, pa.int32()), "start_s": idx * 4.0, "end_s": idx * 4.0 + 4.0,
         "n_frames": pa.array(np.full(n, 4), pa.int32()), "frame_ts": [[float(s)] for s in idx * 4.0],
         "model_id": [model_id] * n, "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
-        "run_id": ["r"] * n, "segment_embeddings": pa.nulls(n, CLIPS_SCHEMA.field("segment_embeddings").type)},
+        "run_id": ["r"] * n, "segment_embeddings": pa.nulls(n, CLIPS_SCHEMA.field("segment_embeddings").type),
+        "thumbnail": pa.nulls(n, pa.binary())},
         schema=CLIPS_SCHEMA)
     if shuffle:  # files and rows out of (video_id, clip_idx) order: the reader must sort
         table = table.take(np.random.default_rng(0).permutation(n))

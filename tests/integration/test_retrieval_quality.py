@@ -13,6 +13,7 @@ import pytest
 from vidx.cli import main
 from vidx.config import load_config
 from vidx.index.from_table import build_from_warehouse
+from vidx.quality.moment_eval import evaluate_moments
 from vidx.quality.retrieval_eval import evaluate
 from vidx.quality.validate import validate_warehouse
 from vidx.spark.embed import run_embed
@@ -74,3 +75,15 @@ def test_eval_cli_json(held_out, capsys):
     assert out["groups"]["all"]["exact"]["recall"]["5"] >= 0.8
     assert main(["eval", "--warehouse", cfg.warehouse, "--truth", str(truth)]) == 0
     assert "R@10" in capsys.readouterr().out
+
+
+def test_moments_match_scenes_more_often_than_single_clips(held_out):
+    """Text query -> first result: a moment overlaps its scene with IoU >= 0.5 more often than the best
+    clip does (README: "Moments"). Scenes last 3-10 s, clips 4 s."""
+    cfg, truth = held_out
+    report = evaluate_moments(cfg.warehouse, truth, cfg=cfg.search)
+    print(json.dumps(report.as_dict(), indent=1))
+    assert report.n_scenes >= 40
+    assert report.moments.recall_at_1 > report.clips.recall_at_1, report.as_dict()
+    assert report.moments.mean_iou_at_1 > report.clips.mean_iou_at_1, report.as_dict()
+    assert report.moments.recall_at_k >= report.clips.recall_at_k, report.as_dict()

@@ -10,7 +10,7 @@ from vidx.tables import delta
 from vidx.tables.files import write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA
 
-OLD = pa.schema([f for f in CLIPS_SCHEMA if f.name != "segment_embeddings"])
+OLD = pa.schema([f for f in CLIPS_SCHEMA if f.name not in ("segment_embeddings", "thumbnail")])
 
 
 def _rows(schema: pa.Schema, n: int) -> pa.Table:
@@ -19,6 +19,8 @@ def _rows(schema: pa.Schema, n: int) -> pa.Table:
             "run_id": ["r"] * n}
     if "segment_embeddings" in schema.names:
         cols["segment_embeddings"] = [[[1.0, 0.0]]] * n
+    if "thumbnail" in schema.names:
+        cols["thumbnail"] = [b"\xff\xd8\xff"] * n
     return pa.table(cols, schema=schema)
 
 
@@ -36,6 +38,7 @@ def test_new_nullable_column_is_added_and_old_rows_read_null(tmp_path):
     assert table.schema.names == CLIPS_SCHEMA.names and table.num_rows == 4
     values = table["segment_embeddings"].to_pylist()
     assert values.count(None) == 2 and [v for v in values if v is not None] == [[[1.0, 0.0]]] * 2
+    assert table["thumbnail"].to_pylist().count(None) == 2
     assert "segment_embeddings" not in delta.read_table(uri, version=0).schema.names  # time travel intact
     _commit(uri, CLIPS_SCHEMA, 3)  # no second evolution commit once the column exists
     assert delta.latest_version(uri) == 3

@@ -111,7 +111,8 @@ def clips_frame(warehouse: str, model_id: str, version: int, videos: pd.DataFram
     """
     uri = table_uri(warehouse, "clips")
     # Lists the suites do not check stay on disk; older versions lack segment_embeddings anyway.
-    columns = [f.name for f in CLIPS_SCHEMA if f.name not in ("frame_ts", "segment_embeddings")]
+    # Thumbnails (JPEG bytes, the bulk of a row) are never read by validation.
+    columns = [f.name for f in CLIPS_SCHEMA if f.name not in ("frame_ts", "segment_embeddings", "thumbnail")]
     table = delta.read_rows(uri, version=version, columns=columns, equals={"model_id": model_id})
     facts = _vector_facts(table["embedding"])
     df = table.drop_columns(["embedding"]).to_pandas()

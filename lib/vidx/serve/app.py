@@ -1,7 +1,9 @@
 """`vidx serve`: the FastAPI query server.
 
 Endpoints: POST /search, GET /healthz, GET /readyz, GET /metrics, and clip-retrieval's
-/indices-list, /knn-service, /metadata (compat.py). Index loading and hot reload: reload.py.
+/indices-list, /knn-service, /metadata (compat.py); the search page GET / (ui.py) with
+GET /thumb/{video_id}/{clip_idx} and GET /media/{video_id} (assets.py). Index loading and hot
+reload: reload.py.
 Error contract: a bad request gets a 4xx JSON `{"error": message}` (400 invalid, 404 unknown
 clip/indice, 413 body too large), 503 while no index is loaded; 500 only for bugs.
 """
@@ -21,14 +23,15 @@ from starlette.exceptions import HTTPException
 
 from vidx.config import VidxConfig
 from vidx.errors import IndexNotFoundError, QueryError
-from vidx.serve import compat
+from vidx.serve import assets, compat, ui
 from vidx.serve.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
 from vidx.serve.payloads import SearchRequest, parse, read_json, run_search
 from vidx.serve.reload import IndexHolder
 
 LOG = logging.getLogger(__name__)
 
-ENDPOINTS = frozenset({"/search", "/healthz", "/readyz", "/metrics", "/indices-list", "/knn-service", "/metadata"})
+ENDPOINTS = frozenset({"/search", "/healthz", "/readyz", "/metrics", "/indices-list", "/knn-service", "/metadata",
+                       "/"})
 
 
 class BodyLimitMiddleware:
@@ -112,12 +115,15 @@ def create_app(cfg: VidxConfig, *, model_id: str | None = None, pretrained: str 
     app.state.holder, app.state.metrics = holder, metrics
     _install_error_handlers(app)
     app.include_router(compat.router(holder, max_k))
+    app.include_router(assets.router(holder, cfg))
+    app.include_router(ui.router())
 
     @app.post("/search")
     async def search(request: Request) -> JSONResponse:
         req = parse(SearchRequest, await read_json(request))
         served = holder.require()  # read once: this request stays on this version whatever reloads
-        return JSONResponse(await run_in_threadpool(run_search, served, req, default_k=default_k, max_k=max_k))
+        return JSONResponse(await run_in_threadpool(run_search, served, req, default_k=default_k, max_k=max_k,
+                                                    search_cfg=cfg.search))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
+from vidx.config import SearchConfig
 from vidx.errors import QueryError
+from vidx.serve.moments import search_moments
+from vidx.serve.query import Modality
 from vidx.serve.rows import RowFilter
 from vidx.serve.state import ServedIndex
 
@@ -48,6 +51,8 @@ class SearchRequest(_Strict):
     video_id: str | None = None
     min_start_s: float | None = None
     max_end_s: float | None = None
+    # "moments": adjacent clips of a video merged into spans (vidx.serve.moments); k counts moments.
+    group: Literal["clips", "moments"] = "clips"
 
     def kind(self) -> str:
         given = [name for name in QUERY_KINDS if getattr(self, name) is not None]
@@ -106,11 +111,19 @@ def query_vector(served: ServedIndex, req: SearchRequest) -> np.ndarray:
     return served.clip_vector(clip.video_id, clip.clip_idx)
 
 
-def run_search(served: ServedIndex, req: SearchRequest, *, default_k: int, max_k: int) -> dict[str, Any]:
+def run_search(served: ServedIndex, req: SearchRequest, *, default_k: int, max_k: int,
+               search_cfg: SearchConfig | None = None) -> dict[str, Any]:
     """The /search response for `req` against one served index version (blocking: run in a thread)."""
     k = check_k(req.k if req.k is not None else default_k, max_k)
     vec = query_vector(served, req)
-    hits = served.search(vec, k, nprobe=req.nprobe, flt=req.row_filter(),
-                         modality="text" if req.kind() == "text" else "image")
+    modality: Modality = "text" if req.kind() == "text" else "image"
+    if req.group == "moments":
+        cfg = search_cfg or SearchConfig()
+        moments = search_moments(lambda n: served.search(vec, n, nprobe=req.nprobe, flt=req.row_filter(),
+                                                         modality=modality),
+                                 served.rows, k, fanout=cfg.moment_fanout, drop=cfg.moment_drop)
+        return {"index_version": served.version, "model_id": served.model_id, "group": "moments",
+                "results": [m.as_dict() for m in moments]}
+    hits = served.search(vec, k, nprobe=req.nprobe, flt=req.row_filter(), modality=modality)
     return {"index_version": served.version, "model_id": served.model_id,
             "results": [h.as_dict() for h in hits]}

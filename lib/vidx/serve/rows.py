@@ -100,6 +100,16 @@ class ClipRows:
             return int(self._order[pos])
         return None
 
+    def has_video(self, video_id: str) -> bool:
+        return video_id in self._video_code
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Rank of each row in (video, clip_idx) order: consecutive clips of a video get consecutive
+        positions, whatever their clip_idx values (adaptive clips are not numbered 0, 1, 2...)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        keys = (self.video_codes[rows].astype(np.int64) << 32) | (self.clip_idx[rows] & 0xFFFFFFFF)
+        return np.searchsorted(self._sorted_keys, keys).astype(np.int64)
+
     def mask(self, flt: RowFilter) -> np.ndarray:
         """Boolean mask of the rows that pass `flt` (all True when it has no condition)."""
         keep = np.ones(self.n, dtype=bool)

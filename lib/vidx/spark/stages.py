@@ -255,8 +255,19 @@ def _clip_rows(task: EmbedTask, unit: dict[str, Any], item: Any) -> pa.Table:
         pa.array(windows.start_s, pa.float64()), pa.array(windows.end_s, pa.float64()),
         pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
         pa.array([task.model_id] * n, pa.string()), _list_array(pooled), pa.array([task.run_id] * n, pa.string()),
-        _segments_array(item.segment_embeddings, n),
+        _segments_array(item.segment_embeddings, n), _thumbnail_array(cfg, frames, windows),
     ], schema=_clips_schema())
+
+
+def _thumbnail_array(cfg: VidxConfig, frames: Any, windows: Any) -> pa.Array:
+    """The clips' JPEG thumbnails from the frames decoded for the encoder (nothing is decoded again)."""
+    n = len(windows.clip_idx)
+    if not cfg.thumbnails.enabled:
+        return pa.nulls(n, pa.binary())
+    from vidx.encode.thumbnails import clip_thumbnails
+
+    return pa.array(clip_thumbnails(frames.frames, frames.times, windows.frame_clip, windows.start_s, windows.end_s,
+                                    width=cfg.thumbnails.width, quality=cfg.thumbnails.quality), pa.binary())
 
 
 _MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
