@@ -26,6 +26,7 @@ from vidx.config import load_config
 from vidx.decode.decoder import _decord_size, _frame_stamps, _open_reader
 from vidx.decode.probe import probe
 from vidx.decode.pyav_frames import stamps_usable
+from vidx.decode.source import TaskDownloads
 from vidx.spark.stages import _decode_unit, _fixed, _probe_one
 from vidx.synth import read_index, write_index_video
 
@@ -49,7 +50,7 @@ def _clips(path: Path, **overrides: float) -> tuple[list[tuple[float, float]], l
     for u in units:
         unit = {"unit_id": u.unit_id, "video_id": u.video_id, "uri": u.uri, "start_s": u.start_s,
                 "end_s": u.end_s, "duration_s": facts["duration_s"]}
-        decoded = _decode_unit(cfg, unit, IMAGE_SIZE)
+        decoded = _decode_unit(cfg, unit, IMAGE_SIZE, TaskDownloads({}))
         windows = _fixed(cfg, unit, decoded.times)
         spans += list(zip(windows.start_s.tolist(), windows.end_s.tolist(), strict=True))
         times += [decoded.times[windows.frame_clip == i] for i in range(len(windows.clip_idx))]
