@@ -44,11 +44,13 @@ def time_queries(index: Any, queries: np.ndarray, nprobe: int) -> dict[str, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--n", type=int, default=50_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=400)
     args = ap.parse_args()
+    t0 = time.perf_counter()
     vectors = clustered(args.n + args.queries, args.dim, clusters=500, intrinsic=16, seed=0)
+    print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
     db, queries = vectors[:args.n], vectors[args.n:]
     params = choose_params(args.n, args.dim, IndexConfig())
     t0 = time.perf_counter()
@@ -56,6 +58,7 @@ def main() -> None:
     index.train(db[:params.train_size])
     index.add(db)
     build_s = time.perf_counter() - t0
+    print(f"built {params.factory} in {build_s:.1f} s", flush=True)
     faiss.omp_set_num_threads(1)
     ivf = faiss.extract_index_ivf(index)
     sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
