@@ -99,7 +99,7 @@ def load_costs(results: str | Path | None, *, model: str, gpu_kind: str) -> dict
     root = Path(results) if results else default_results()
     if not root.is_dir():
         raise ConfigError(f"bench results folder {root} not found: pass --results DIR (run `make bench`)")
-    files = [(p, json.loads(p.read_text())) for p in _json_files(root)]
+    files = [(_shown(p), json.loads(p.read_text())) for p in _json_files(root)]
     cpu = next(((p, d["encode"]) for p, d in files if d.get("encode", {}).get("model") == model), None)
     if cpu is None:
         raise ConfigError(f"no bench result in {root} measured the embed path of {model}: run "
@@ -129,6 +129,14 @@ def _gpu_cost(files: list[tuple[Path, dict[str, Any]]], model: str, gpu_kind: st
                           f"bench/gpu_check.sh on that GPU, or use one of {', '.join(known)}")
     fps, source = published
     return {"frames_per_s": fps, "measured_by_vidx": False, "source": f"published, not measured by vidx: {source}"}
+
+
+def _shown(path: Path) -> Path:
+    """The path relative to the working directory when it lies below it (plans name their sources)."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def default_results() -> Path:
@@ -162,6 +170,7 @@ def _embed(inp: PlanInput, frames: float, costs: dict[str, Any]) -> dict[str, An
             "cpus_per_gpu_to_keep_up": math.ceil(gpu["frames_per_s"] * decode),
             "frames_per_s_per_gpu": rate, "bottleneck": "decode (add CPUs per GPU)" if fed < gpu["frames_per_s"]
             else "encode", "gpu_hours": gpu_hours, "wall_hours": gpu_hours / inp.gpus,
+            "gpu_hours_if_fed": frames / gpu["frames_per_s"] / 3600,
             "cpu_only_core_hours": frames * cpu["core_s_per_frame"] / 3600, "cpu_precision": cpu["precision"]}
 
 
