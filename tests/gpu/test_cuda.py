@@ -12,6 +12,7 @@ import torch
 from vidx.config import load_config
 from vidx.encode.embedder import encode_frames
 from vidx.encode.models import ModelSpec, load_model
+from vidx.encode.registry import clips_model_id
 from vidx.spark import resources, stages
 
 
@@ -29,7 +30,8 @@ def test_executor_model_lands_on_the_assigned_gpu(monkeypatch):
     monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: ctx))
     monkeypatch.setattr(stages, "_MODELS", {})
     cfg = load_config(env={}, overrides={"encode.device": "cuda"})
-    model_id = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu").model_id
+    query_model = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu").model_id
+    model_id = clips_model_id(query_model, cfg.encode.token_clustering)
     lm, autocast = stages.executor_model(cfg, model_id)
     assert lm.device == torch.device(f"cuda:{last}") and torch.cuda.current_device() == last
     assert next(lm.model.parameters()).device == lm.device and autocast == torch.bfloat16

@@ -147,3 +147,10 @@ def test_gpu_discovery_script_fails_when_nvidia_smi_does(tmp_path):
     run = subprocess.run(["bash", str(K8S / "spark" / "gpu-discovery.sh")], env=env, capture_output=True, text=True,
                          check=False)
     assert run.returncode != 0 and run.stdout == ""
+
+
+def test_shell_scripts_parse():
+    scripts = sorted(INFRA.rglob("*.sh")) + [ROOT / "bench" / "gpu_check.sh"]
+    for script in scripts:
+        run = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, f"{script}: {run.stderr}"
