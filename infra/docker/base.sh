@@ -21,4 +21,4 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache
 buildah config --env LANG=C.UTF-8 --cmd /bin/bash "$ctr"
 buildah commit --rm "$ctr" "$image" >/dev/null
 trap - EXIT
-echo ">> base image $image: $(buildah inspect --type image --format '{{.Size}}' "$image" 2>/dev/null || echo '?') bytes"
+echo ">> base image $image: $(buildah images --format '{{.Size}}' "$image")"
