@@ -150,7 +150,7 @@ def test_gpu_discovery_script_fails_when_nvidia_smi_does(tmp_path):
 
 
 def test_shell_scripts_parse():
-    scripts = sorted(INFRA.rglob("*.sh")) + [ROOT / "bench" / "gpu_check.sh"]
+    scripts = [*sorted(INFRA.rglob("*.sh")), ROOT / "bench" / "gpu_check.sh"]
     for script in scripts:
         run = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
         assert run.returncode == 0, f"{script}: {run.stderr}"
