@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow browser
+.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow browser image-tools image-cpu image-gpu image-query
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
@@ -74,6 +74,22 @@ test: install java lint typecheck airflow browser
 
 bench: install java
 	$(BIN)/python -m bench.run
+
+# Container images (outside `make test`): buildah + crun, chroot isolation, on a Debian base made by
+# debootstrap (no registry pulls). image-cpu also smoke-runs `vidx demo` inside the image. Needs
+# root and ~20 GB free disk while building (the CPU image itself is ~8 GB: torch's CUDA wheels).
+image-tools:
+	@command -v buildah >/dev/null && command -v crun >/dev/null && command -v debootstrap >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah crun debootstrap >/dev/null)
+
+image-cpu: image-tools
+	bash infra/docker/build.sh cpu --smoke
+
+image-gpu: image-tools
+	bash infra/docker/build.sh gpu
+
+image-query: image-tools
+	bash infra/docker/build.sh query
 
 clean:
 	rm -rf vidx-demo .pytest_cache .mypy_cache .ruff_cache

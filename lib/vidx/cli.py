@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vidx import cli_ops
+from vidx import cli_infra, cli_ops
 from vidx.config import VidxConfig, load_config
 from vidx.errors import VidxError
 
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_parsers(sub)
     _serve_parsers(sub)
     cli_ops.add_parsers(sub, _common)
+    cli_infra.add_parsers(sub, _common)
     return parser
 
 
@@ -329,7 +330,8 @@ def cmd_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Any] = {"embed": cmd_embed, "build-index": cmd_build_index, "search": cmd_search,
                             "demo": cmd_demo, "tables": cmd_tables,
                             "train-tiny": cmd_train_tiny, "eval": cmd_eval,
-                            "serve": cmd_serve, "index": cmd_index, **cli_ops.COMMANDS}
+                            "serve": cmd_serve, "index": cmd_index, **cli_ops.COMMANDS,
+                            **cli_infra.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

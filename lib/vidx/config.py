@@ -139,7 +139,8 @@ class EncodeConfig(_Section):
 
 _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+               "pb": 10**15, "p": 2**50, "pib": 2**50}
 
 
 def parse_bytes(value: Any) -> int:

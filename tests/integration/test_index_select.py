@@ -155,12 +155,13 @@ def test_gpu_path_runs_when_faiss_sees_a_gpu(monkeypatch: pytest.MonkeyPatch, ca
     moved: list[str] = []
     # faiss-cpu has no GPU functions: stand-ins that keep the index on CPU but record the round trip.
     monkeypatch.setattr(devices, "gpu_count", lambda: 1)
-    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda index: moved.append("to") or index, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpus_list", lambda index, gpus: moved.append("to") or index,
+                        raising=False)
     monkeypatch.setattr(faiss, "index_gpu_to_cpu", lambda index: moved.append("back") or index, raising=False)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="vidx.index.devices"):
         gpu = build_index(small, cfg)
-    assert "coarse k-means (256 centroids, 12000 points) on 1 GPU(s)" in caplog.text
-    assert "adding on 1 GPU(s)" in caplog.text
+    assert "coarse k-means (256 centroids, 12000 points) on GPU(s) [0]" in caplog.text
+    assert "adding on GPU(s) [0]" in caplog.text
     assert "to" in moved and "back" in moved
     assert gpu.params == cpu.params and gpu.nprobe == cpu.nprobe and gpu.recall_at_10 == cpu.recall_at_10

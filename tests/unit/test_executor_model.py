@@ -42,6 +42,7 @@ def fake_task(monkeypatch):
     monkeypatch.setattr(precision, "with_precision", lambda lm, p: (lm, "fp32"))
     monkeypatch.setattr(precision, "autocast_dtype", lambda lm, p: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     monkeypatch.setattr(stages, "_MODELS", {})
     threads = torch.get_num_threads()
 

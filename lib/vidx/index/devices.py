@@ -29,6 +29,28 @@ def gpu_count() -> int:
     return int(getter()) if getter is not None else 0
 
 
+def target_gpus() -> list[int]:
+    """The GPUs this process may put faiss work on: inside a Spark task only those Spark assigned to
+    it (other tasks on the same executor own the rest), else every GPU faiss sees; [] for CPU."""
+    from vidx.spark.resources import task_gpus
+
+    visible = gpu_count()
+    if visible == 0:
+        return []
+    assigned = task_gpus()
+    if assigned is None:
+        return list(range(visible))
+    usable = [g for g in assigned if g < visible]
+    if len(usable) < len(assigned):
+        LOG.warning("Spark assigned GPUs %s but faiss sees only %d", assigned, visible)
+    return usable
+
+
+def _to_gpus(index: faiss.Index, gpus: list[int]) -> faiss.Index:
+    # index_cpu_to_gpus_list keeps its GpuResources alive as long as the returned index.
+    return faiss.index_cpu_to_gpus_list(index, gpus=gpus)
+
+
 def train_coarse(train: np.ndarray, nlist: int, seed: int) -> np.ndarray:
     """IVF coarse centroids, (nlist, dim) float32, from k-means on `train` (seeded, deterministic on CPU)."""
     dim = train.shape[1]
@@ -36,9 +58,10 @@ def train_coarse(train: np.ndarray, nlist: int, seed: int) -> np.ndarray:
     clus.seed = seed
     clus.niter = KMEANS_NITER
     assigner: Any = faiss.IndexFlatL2(dim)
-    if gpu_count() > 0:
-        LOG.info("coarse k-means (%d centroids, %d points) on %d GPU(s)", nlist, len(train), gpu_count())
-        assigner = faiss.index_cpu_to_all_gpus(assigner)
+    gpus = target_gpus()
+    if gpus:
+        LOG.info("coarse k-means (%d centroids, %d points) on GPU(s) %s", nlist, len(train), gpus)
+        assigner = _to_gpus(assigner, gpus)
     else:
         LOG.info("coarse k-means (%d centroids, %d points) on CPU", nlist, len(train))
     clus.train(np.ascontiguousarray(train, dtype=np.float32), assigner)
@@ -67,16 +90,18 @@ def add_chunks(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray | None =
 
 
 def to_device(index: faiss.Index) -> tuple[faiss.Index, bool]:
-    """(index on all GPUs, True) when faiss sees a GPU and supports the type, else (index, False)."""
-    if gpu_count() == 0:
-        LOG.debug("adding on CPU (no GPU visible to faiss)")
+    """(index on this process' GPUs (target_gpus), True) when there are any and faiss supports the
+    type on GPU, else (index, False)."""
+    gpus = target_gpus()
+    if not gpus:
+        LOG.debug("adding on CPU (no GPU for faiss)")
         return index, False
     try:
-        moved = faiss.index_cpu_to_all_gpus(index)
+        moved = _to_gpus(index, gpus)
     except (RuntimeError, AttributeError) as exc:  # e.g. fast-scan or refine: no GPU implementation
         LOG.info("adding on CPU: %s cannot run on GPU (%s)", type(index).__name__, exc)
         return index, False
-    LOG.info("adding on %d GPU(s)", gpu_count())
+    LOG.info("adding on GPU(s) %s", gpus)
     return moved, True
 
 

@@ -19,6 +19,7 @@ from vidx.encode.models import ModelSpec, load_model
 from vidx.encode.registry import clips_model_id, save_model_record
 from vidx.spark import stages
 from vidx.spark.commit import BatchInput, build_checkpoint, commit_checkpoint, save_and_commit
+from vidx.spark.resources import embed_profile
 from vidx.storage import normalize_uri
 from vidx.tables import delta, table_uri
 from vidx.tables.checkpoint import Checkpoint, load_checkpoints
@@ -225,4 +226,6 @@ def _embed(spark: Any, run: _Run, units: list[WorkUnit]) -> list[dict[str, Any]]
     task = stages.EmbedTask(cfg=cfg, run_id=report.run_id, model_id=report.model_id,
                             clips_uri=table_uri(cfg.warehouse, "clips"))
     LOG.info("embedding %d work units in %d Spark tasks", len(units), len(bins))
-    return [r.asDict() for r in df.mapInArrow(task, spark_schema(stages.EMBED_OUT)).collect()]
+    # None (the default profile, as listing and probing use) unless GPU executors are wanted.
+    profile = embed_profile(spark, cfg)
+    return [r.asDict() for r in df.mapInArrow(task, spark_schema(stages.EMBED_OUT), profile=profile).collect()]

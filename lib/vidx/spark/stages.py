@@ -277,18 +277,14 @@ def executor_model(cfg: VidxConfig, model_id: str) -> tuple[Any, Any]:
     """The model for this Python worker, on the GPU Spark assigned to the task (if any), with its
     inference precision chosen once per worker."""
     import torch
-    from pyspark import TaskContext
 
     from vidx.encode.models import ModelSpec, load_model
     from vidx.encode.precision import autocast_dtype, with_precision
     from vidx.encode.registry import clips_model_id
+    from vidx.spark.resources import task_device
 
     _set_threads(cfg.encode.threads)
-    device: str = cfg.encode.device
-    ctx = TaskContext.get()
-    gpus = ctx.resources().get("gpu") if ctx is not None else None
-    if gpus is not None and gpus.addresses and device != "cpu" and torch.cuda.is_available():
-        device = f"cuda:{gpus.addresses[0]}"  # one task per GPU: the one Spark assigned
+    device = task_device(cfg.encode.device)  # one task per GPU: the one Spark assigned
     key = (device, cfg.encode.precision)
     if key not in _MODELS:
         lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device=device)
