@@ -22,7 +22,9 @@ from vidx.storage import filesystem, join
 
 LOG = logging.getLogger(__name__)
 
-# Long strings in min/max stats would bloat the log; a truncated *max* would be wrong, so skip it.
+# Long strings in min/max stats would bloat the log: they are truncated to valid bounds. Never left
+# out: delta-rs turns a missing bound into `col >= null`, which prunes the file from EVERY filter
+# on that column (a videos file whose model_id was longer than this vanished from `model_id == X`).
 _MAX_STAT_STRING = 64
 
 
@@ -45,9 +47,15 @@ class DataFile:
         return DataFile(**json.loads(text))
 
 
-def _stat_value(value: Any) -> Any:
+def _stat_value(value: Any, *, upper: bool = False) -> Any:
     if isinstance(value, str) and len(value) > _MAX_STAT_STRING:
-        return None
+        prefix = value[:_MAX_STAT_STRING]
+        if not upper:
+            return prefix  # a prefix sorts before every string that starts with it
+        # the prefix with its last character incremented sorts after every string that starts with it
+        nxt = ord(prefix[-1]) + 1
+        nxt = 0xE000 if 0xD800 <= nxt <= 0xDFFF else nxt  # skip surrogates: not encodable
+        return prefix[:-1] + chr(nxt) if nxt <= 0x10FFFF else value
     if isinstance(value, float) and math.isnan(value):  # NaN is not a valid bound
         return None
     return value
@@ -66,7 +74,7 @@ def file_stats(table: pa.Table) -> str:
         if len(column) == column.null_count:
             continue
         bounds = pc.min_max(column).as_py()
-        low, high = _stat_value(bounds["min"]), _stat_value(bounds["max"])
+        low, high = _stat_value(bounds["min"]), _stat_value(bounds["max"], upper=True)
         if low is not None and high is not None:
             mins[name], maxs[name] = low, high
     return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs,
@@ -99,3 +107,4 @@ def write_data_file(table: pa.Table, *, table_uri: str, partition_values: dict[s
     return DataFile(path=rel, size=int(size or 0), partition_values=dict(partition_values),
                     modification_time=int(time.time() * 1000), num_records=table.num_rows,
                     stats=file_stats(table))
+
