@@ -108,3 +108,36 @@ def write_data_file(table: pa.Table, *, table_uri: str, partition_values: dict[s
                     modification_time=int(time.time() * 1000), num_records=table.num_rows,
                     stats=file_stats(table))
 
+
+def without_videos(files: list[DataFile], video_ids: set[str], *, table_uri: str, name_hint: str) -> list[DataFile]:
+    """Written, not yet committed `files` minus the rows of `video_ids`.
+
+    A file holding such rows is replaced by a filtered copy (or left out when nothing remains);
+    its original is never committed, so it is an orphan that `vidx tables vacuum` deletes. Files
+    whose video_id stats exclude every target are kept without being read.
+    """
+    if not video_ids:
+        return list(files)
+    lo, hi = min(video_ids), max(video_ids)
+    targets = pa.array(sorted(video_ids), pa.string())
+    fs, root = filesystem(table_uri)
+    out: list[DataFile] = []
+    for f in files:
+        stats = json.loads(f.stats)
+        fmin, fmax = stats.get("minValues", {}).get("video_id"), stats.get("maxValues", {}).get("video_id")
+        if fmin is not None and fmax is not None and (str(fmax) < lo or str(fmin) > hi):
+            out.append(f)
+            continue
+        with fs.open_input_file(join(root, f.path)) as src:
+            data = pq.read_table(src)
+        hit = pc.is_in(data["video_id"], value_set=targets)
+        if not pc.any(hit).as_py():
+            out.append(f)
+            continue
+        keep = data.filter(pc.invert(hit))
+        LOG.info("dropping %d uncommitted rows of failed videos from %s", data.num_rows - keep.num_rows, f.path)
+        if keep.num_rows:
+            partition = {k: str(v) for k, v in f.partition_values.items()}
+            out.append(write_data_file(keep, table_uri=table_uri, partition_values=partition,
+                                       name_hint=f"{name_hint}-rw"))
+    return out
