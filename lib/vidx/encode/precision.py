@@ -44,27 +44,35 @@ def _probe_batch(lm: LoadedModel, n: int = 8) -> torch.Tensor:
     return ((img - mean) / std).to(lm.device)
 
 
-def _encode(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, float]:
+def _embed(model: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, float]:
     dtype = next(model.parameters()).dtype
-    seconds = float("inf")
+    t0 = time.perf_counter()
     with torch.inference_mode():
-        model.encode_image(x.to(dtype))  # type: ignore[operator]  # warm-up: first call allocates
-        for _ in range(2):  # best of two: the machine may be busy with other tasks
-            t0 = time.perf_counter()
-            out = model.encode_image(x.to(dtype)).float()  # type: ignore[operator]
-            seconds = min(seconds, time.perf_counter() - t0)
+        out = model.encode_image(x.to(dtype)).float()  # type: ignore[operator]
+    seconds = time.perf_counter() - t0
     emb = out.cpu().numpy()
     return emb / np.linalg.norm(emb, axis=1, keepdims=True), seconds
+
+
+def _encode(models: list[torch.nn.Module], x: torch.Tensor, rounds: int = 5) -> list[tuple[np.ndarray, float]]:
+    """Each model's embeddings of `x` and its best time over `rounds`, the models taking turns: a
+    load spike on a shared machine then slows both, not one (best of a few is the steady speed)."""
+    embeddings = [_embed(m, x)[0] for m in models]  # warm-up: first calls allocate
+    times = [float("inf")] * len(models)
+    for _ in range(rounds):
+        for i, m in enumerate(models):
+            embeddings[i], seconds = _embed(m, x)
+            times[i] = min(times[i], seconds)
+    return list(zip(embeddings, times, strict=True))
 
 
 def probe_cpu_precision(lm: LoadedModel) -> str:
     """bf16 when this machine runs `lm` faithfully (min cosine >= MIN_COSINE vs fp32) and faster in
     bf16, else fp32. A speed measurement: called once per run, on the driver, never on executors."""
     x = _probe_batch(lm)
-    ref, ref_s = _encode(lm.model, x)
     candidate = copy.deepcopy(lm.model).to(torch.bfloat16).eval()
     try:
-        emb, seconds = _encode(candidate, x)
+        (ref, ref_s), (emb, seconds) = _encode([lm.model, candidate], x)
     except RuntimeError as exc:  # op not implemented for this dtype on this device
         LOG.info("bf16 unavailable for %s: %s", lm.model_id, exc)
         return "fp32"
