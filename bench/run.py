@@ -144,8 +144,8 @@ def bench_spark(videos_dir: Path, workdir: Path, model: str, pretrained: str) ->
 
     from vidx.archive import list_archive, plan_units
     from vidx.config import load_config
-    from vidx.encode.models import ModelSpec, model_id_for
-    from vidx.spark.embed import run_embed
+    from vidx.encode.models import ModelSpec, load_model
+    from vidx.spark.embed import plan_model, run_embed
     from vidx.spark.stages import UNITS_IN, EmbedTask, _probe_one
 
     def config(name: str) -> Any:
@@ -167,8 +167,9 @@ def bench_spark(videos_dir: Path, workdir: Path, model: str, pretrained: str) ->
                        max_unit_seconds=cfg.archive.max_unit_seconds, clip_seconds=cfg.clips.seconds)
     rows = [{"bin": 0, "unit_id": u.unit_id, "video_id": u.video_id, "uri": u.uri, "start_s": u.start_s,
              "end_s": u.end_s, "duration_s": durations[u.video_id]} for u in units]
-    model_id = model_id_for(ModelSpec(cfg.encode.model, cfg.encode.pretrained))
-    task = EmbedTask(cfg=cfg, run_id="bench", model_id=model_id, clips_uri=str(workdir / "inprocess"))
+    # the same precision decision and model_id as the Spark runs (kept in the warehouse by the first)
+    task_cfg, model_id = plan_model(cfg, load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu"))
+    task = EmbedTask(cfg=task_cfg, run_id="bench", model_id=model_id, clips_uri=str(workdir / "inprocess"))
     out = list(task(iter([pa.RecordBatch.from_pylist(rows, schema=UNITS_IN)])))
     inprocess = time.perf_counter() - t0
     return {"local_wall_s": local_wall, "warm_wall_s": warm_wall, "inprocess_wall_s": inprocess,

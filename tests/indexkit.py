@@ -12,9 +12,11 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from vidx.config import IndexConfig
+from vidx.config import IndexConfig, load_config
+from vidx.encode import registry
 from vidx.encode.embedder import encode_frames, encode_texts, prepare_image
 from vidx.encode.models import LoadedModel, ModelSpec, load_model, model_id_for
+from vidx.encode.registry import Recipe, clips_model_id
 from vidx.index import BuiltIndex, IndexParams, PublishedIndex, build_index, publish_index
 
 DIM = 128
@@ -34,13 +36,17 @@ def tiny() -> LoadedModel:
     return load_model(ModelSpec("vidx-tiny", "random"), device="cpu")
 
 
+def recipe() -> Recipe:
+    """The embedding recipe the planted vectors stand for: default config, exact fp32."""
+    return Recipe.from_config(load_config(env={}), frame_size=tiny().image_size, precision="fp32")
+
+
 def model_id() -> str:
-    return model_id_for(ModelSpec("vidx-tiny", "random"))
+    return clips_model_id(model_id_for(ModelSpec("vidx-tiny", "random")), recipe())
 
 
 def model_record(**changes: Any) -> dict[str, Any]:
-    return {"model_id": model_id(), "name": "vidx-tiny", "pretrained": "random", "dim": DIM, "image_size": 64,
-            **changes}
+    return {**registry.model_record(tiny(), recipe()), **changes}
 
 
 def clustered(n: int, seed: int, clusters: int = 40) -> np.ndarray:

@@ -20,9 +20,12 @@ from vidx.synth import write_bad_files, write_video
 from vidx.tables import delta, table_uri
 from vidx.tables.checkpoint import run_dir
 
+# precision pinned: each fault run's warehouse is compared with the clean one's, model_id included, and
+# `auto` is decided per warehouse by a speed probe (a loaded machine could decide differently)
 CONFIG = """
 archive: {max_unit_seconds: 4, commit_every: 3}
 decode: {timeout_s: 5, max_duration_s: 60}
+encode: {precision: fp32}
 """
 EXPECTED_ERRORS = {"zero_byte.mp4": "corrupt", "truncated.mp4": "corrupt", "random_bytes.mp4": "corrupt",
                    "notes.mp4": "corrupt", "hang_me.mp4": "timeout", "too_long.mp4": "too_large"}

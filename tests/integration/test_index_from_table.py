@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from modelids import clips_id
 from vidx.config import load_config
 from vidx.encode.embedder import l2_normalize
 from vidx.index.build import exact_search, search
@@ -56,12 +57,12 @@ def _write_videos(warehouse: str, model_id: str) -> None:
 
 def test_ivfpq_build_from_pinned_version(tmp_path):
     warehouse = str(tmp_path / "w")
-    model_id = "vidx-tiny__random__d64"
+    model_id = clips_id(dim=64)
     vectors = _clustered(N_VIDEOS * CLIPS_PER_VIDEO, seed=3)
     _write_videos(warehouse, model_id)
     _write_clips(warehouse, vectors, 1, model_id)
     pinned = delta.latest_version(table_uri(warehouse, "clips"))
-    _write_clips(warehouse, _clustered(500, seed=4), 2, "other-model__x__d64")  # later commit, other model
+    _write_clips(warehouse, _clustered(500, seed=4), 2, clips_id("other-model", "x", 64))  # later commit, other model
     # Only the quick-to-train families: this data's isotropic spread defeats every 8-bit PQ code at
     # the default 0.95 target anyway (tests/integration/test_index_select.py covers PQ and OPQ).
     cfg = load_config(env={}, overrides={"warehouse": warehouse, "index.flat_below": 5000,
@@ -91,7 +92,7 @@ def test_ivfpq_build_from_pinned_version(tmp_path):
 def test_distributed_build_from_the_table_keeps_the_id_map_aligned(spark, tmp_path):
     """Above index.distributed_above, build-index adds on Spark from the pinned Delta files: faiss id i
     must still be row i of the id map, and the results must equal the driver-only build's."""
-    model_id = "vidx-tiny__random__d64"
+    model_id = clips_id(dim=64)
     vectors = _clustered(N_VIDEOS * CLIPS_PER_VIDEO, seed=5)
     results = {}
     for mode, threshold in (("driver", 10**9), ("spark", 1)):

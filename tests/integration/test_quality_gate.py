@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from modelids import clips_id
 from vidx.cli import main
 from vidx.config import load_config
 from vidx.errors import DataQualityError
@@ -24,7 +25,7 @@ from vidx.tables import delta, table_uri, write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
 DIM = 16
-MODEL = f"vidx-tiny__random__d{DIM}"
+MODEL = clips_id(dim=DIM)
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 Row = dict[str, Any]
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from indexkit import publish_tiny
+from modelids import clips_id
 from vidx.index import load_index, publish_index
 from vidx.index.build import BuiltIndex
 
@@ -68,7 +69,7 @@ def test_vidx_serve_refuses_several_models_without_model_id(tmp_path):
     publish_tiny(tmp_path, n=300, probes=False)
     loaded = load_index(str(tmp_path))
     built = BuiltIndex(loaded.index, loaded.params, 0, 1.0, 300, 128, 0.0, 0)
-    publish_index(built, loaded.ids, warehouse=str(tmp_path), model_id="other__x__d128", table_version=1,
+    publish_index(built, loaded.ids, warehouse=str(tmp_path), model_id=clips_id("other", "x"), table_version=1,
                   model={"name": "vidx-tiny", "pretrained": "random"})
     result = subprocess.run([VIDX, "serve", "-w", str(tmp_path), "--port", str(free_port())],
                             check=False, capture_output=True, text=True, timeout=120)

@@ -9,12 +9,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from vidx.config import load_config
-from vidx.encode.registry import clips_model_id
+from vidx.encode.models import ModelSpec, model_id_for
+from vidx.encode.registry import Recipe, clips_model_id, recorded_recipe
 from vidx.errors import ConfigError
 from vidx.index.from_table import build_from_warehouse
 from vidx.quality.retrieval_eval import evaluate
@@ -26,7 +29,7 @@ from vidx.synth.world import ArchiveSpec, make_captioned_archive
 from vidx.tables import delta, table_uri
 from vidx_schemas import CLIPS_SCHEMA
 
-BASE_ID = "vidx-tiny__synthetic-v1__d128"
+ENCODER_ID = model_id_for(ModelSpec("vidx-tiny", "synthetic-v1"))
 SPEC = ArchiveSpec(n_videos=3, scenes_per_video=(2, 3), sizes=((96, 72), (80, 80)), fps=(8.0,), unseen_share=0.0)
 
 
@@ -41,6 +44,10 @@ def _files_of(out_dir):
     import pyarrow.parquet as pq
 
     return pa.concat_tables([pq.read_table(p) for p in sorted(out_dir.rglob("*.parquet"))])
+
+
+def _planned_id(cfg) -> str:
+    return clips_model_id(ENCODER_ID, Recipe.from_config(cfg, frame_size=64, precision=cfg.encode.precision))
 
 
 def _run_task(cfg, archive_root, out_dir, model_id):
@@ -62,8 +69,8 @@ def test_all_tokens_one_frame_per_segment_reproduces_the_exact_path(archive, tmp
     # 4 s clips at 1 fps: at most 4 frames; 4 segments = one frame each; 64 patches of 8 px -> keep all.
     keep_all = {"enabled": True, "layer": 2, "segments": 4, "centers": 64}
     tc_cfg = exact_cfg.with_overrides({"encode.token_clustering": keep_all})
-    exact = _run_task(exact_cfg, root, tmp_path / "exact", BASE_ID)
-    clustered = _run_task(tc_cfg, root, tmp_path / "tc", clips_model_id(BASE_ID, tc_cfg.encode.token_clustering))
+    exact = _run_task(exact_cfg, root, tmp_path / "exact", _planned_id(exact_cfg))
+    clustered = _run_task(tc_cfg, root, tmp_path / "tc", _planned_id(tc_cfg))
     assert exact.keys() == clustered.keys() and len(exact) >= 6
     for key, row in exact.items():
         other = clustered[key]
@@ -88,15 +95,18 @@ def test_embed_on_spark_with_clustering_beside_exact_clips(spark, archive, tmp_p
                                                           "centers": 16}})
     exact_report = run_embed(base, str(root), spark=spark)
     tc_report = run_embed(tc, str(root), spark=spark)
-    tc_id = tc_report.model_id
-    assert exact_report.model_id == BASE_ID and tc_id == BASE_ID + "__tc-L2-S2-K16-I10-s0"
+    tc_id, exact_id = tc_report.model_id, exact_report.model_id
+    exact_recipe = recorded_recipe(base.warehouse, exact_id)
+    assert exact_recipe is not None and exact_recipe.token_clustering is None
+    # the same recipe (precision decided once for the warehouse) plus the clustering settings
+    assert tc_id == clips_model_id(ENCODER_ID, replace(exact_recipe, token_clustering=tc.encode.token_clustering))
     assert tc_report.ok == SPEC.n_videos and tc_report.clips == exact_report.clips  # not skipped as unchanged
 
     uri = table_uri(base.warehouse, "clips")
     assert delta.read_table(uri).schema.field("segment_embeddings").type == CLIPS_SCHEMA.field(
         "segment_embeddings").type
     exact, clustered = ({(r["video_id"], r["clip_idx"]): r
-                         for r in delta.read_rows(uri, equals={"model_id": m}).to_pylist()} for m in (BASE_ID, tc_id))
+                         for r in delta.read_rows(uri, equals={"model_id": m}).to_pylist()} for m in (exact_id, tc_id))
     assert exact.keys() == clustered.keys()
     cosines = []
     for key, row in clustered.items():
@@ -110,9 +120,9 @@ def test_embed_on_spark_with_clustering_beside_exact_clips(spark, archive, tmp_p
     assert np.mean(cosines) > 0.9, cosines  # trained vidx-tiny: clustering keeps the clip's meaning
 
     records = validate_warehouse(tc)
-    assert {r.model_id for r in records} == {BASE_ID, tc_id} and all(r.success for r in records)
+    assert {r.model_id for r in records} == {exact_id, tc_id} and all(r.success for r in records)
     build_from_warehouse(tc, model_id=tc_id)
     # Text queries go through the plain encoder the record names (query_model_id), against clustered clips.
-    assert Searcher(tc.warehouse, model_id=tc_id).model.model_id == BASE_ID
+    assert Searcher(tc.warehouse, model_id=tc_id).model.model_id == ENCODER_ID
     report = evaluate(tc.warehouse, truth, model_id=tc_id)
     assert report.recall("all", "index", 5) >= 0.8, report.as_dict()

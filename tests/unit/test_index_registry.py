@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from indexkit import model_id, publish_tiny
+from modelids import clips_id
 from vidx.cli import main
 from vidx.errors import ConfigError, IndexIntegrityError, IndexNotFoundError
 from vidx.index import current_version, load_index, registry
@@ -110,11 +111,11 @@ def test_several_models_need_model_id(tmp_path):
     from vidx.index.build import BuiltIndex
 
     other = BuiltIndex(built_other.index, built_other.params, 0, 1.0, 300, 128, 0.0, 0)
-    publish_index(other, built_other.ids, warehouse=str(tmp_path), model_id="other__x__d128", table_version=1,
+    publish_index(other, built_other.ids, warehouse=str(tmp_path), model_id=clips_id("other", "x"), table_version=1,
                   model={"name": "vidx-tiny", "pretrained": "random"})
     with pytest.raises(IndexNotFoundError, match="--model-id"):
         registry.versions(str(tmp_path))
-    assert len(registry.versions(str(tmp_path), "other__x__d128")) == 1
+    assert len(registry.versions(str(tmp_path), clips_id("other", "x"))) == 1
     assert main(["index", "list", "-w", str(tmp_path)]) == 2
 
 

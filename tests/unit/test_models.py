@@ -8,6 +8,7 @@ import torch
 
 from vidx.encode.embedder import encode_frames, encode_texts
 from vidx.encode.models import ModelSpec, embedding_dim, load_model, model_id_for
+from vidx.encode.registry import encoder_id
 from vidx.errors import ModelLoadError
 
 _EMBED_SNIPPET = """
@@ -24,7 +25,7 @@ def test_vidx_tiny_is_registered_and_small():
     lm = load_model(ModelSpec("vidx-tiny"), device="cpu")
     assert lm.dim == embedding_dim("vidx-tiny") == 128
     assert lm.image_size == 64
-    assert lm.model_id == "vidx-tiny__random__d128"
+    assert lm.model_id == encoder_id("vidx-tiny", "random", 128)
     assert sum(p.numel() for p in lm.model.parameters()) < 20_000_000
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from modelids import clips_id
 from vidx.errors import DataQualityError
 from vidx.quality.frames import _vector_facts, model_dim
 from vidx.quality.suites import SuiteParams, clips_expectations, expectation_label, videos_expectations
@@ -26,7 +27,9 @@ def test_vector_facts_on_ragged_nan_and_null_embeddings():
 
 
 def test_model_dim_from_model_id(tmp_path):
-    assert model_dim(str(tmp_path), "ViT-B-32__laion2b__d512") == 512
+    assert model_dim(str(tmp_path), clips_id("ViT-B-32", "laion2b", 512)) == 512
+    assert model_dim(str(tmp_path), clips_id("ViT-B-32", "laion2b", 512, **{"encode.token_clustering.enabled": True,
+                                                                            "encode.token_clustering.layer": 2})) == 512
     with pytest.raises(DataQualityError, match="dimension"):
         model_dim(str(tmp_path), "custom-model")
 

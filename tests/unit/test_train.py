@@ -11,6 +11,7 @@ import torch
 from vidx.config import load_config
 from vidx.encode.embedder import encode_frames, encode_texts
 from vidx.encode.models import PACKAGED_WEIGHTS, WEIGHTS_DIR, ModelSpec, load_model
+from vidx.encode.registry import encoder_id
 from vidx.errors import ConfigError, ModelLoadError
 from vidx.synth.world import AttributeSplit
 from vidx.train.data import BatchSpec, sample_batch_attributes, to_model_input, training_batch
@@ -74,7 +75,7 @@ def test_packaged_synthetic_weights_load_offline_and_understand_captions() -> No
     assert path.is_file() and path.stat().st_size <= 20 * 2**20
     assert load_config(env={}).encode.pretrained == "synthetic-v1"
     lm = load_model(ModelSpec("vidx-tiny", "synthetic-v1"), device="cpu")
-    assert lm.model_id == "vidx-tiny__synthetic-v1__d128"
+    assert lm.model_id == encoder_id("vidx-tiny", "synthetic-v1", 128)
     result = probe_model(lm.model, lm.tokenizer, split=AttributeSplit(), n_scenes=60)
     assert result.recall["seen"][5] >= 0.9 and result.recall["unseen"][5] >= 0.8, result.summary()
     # and through vidx's own encoders: a red frame is nearer "red" captions than "green" ones

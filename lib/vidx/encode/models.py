@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import open_clip
 import torch
 
+from vidx.encode.registry import encoder_id
 from vidx.errors import ModelLoadError
 
 LOG = logging.getLogger(__name__)
@@ -76,23 +76,31 @@ def embedding_dim(name: str) -> int:
     return int(model_config(name)["embed_dim"])
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+# sha256 prefix of each checkpoint by (path, size, mtime_ns): the executor checks its model id on
+# every task, and rehashing a 600 MB file each time would cost seconds; a file replaced in place
+# has a new mtime or size and is hashed again.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    file = Path(path).expanduser().resolve()
+    st = file.stat()
+    key = (str(file), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()[:12]
+    return _DIGESTS[key]
 
 
 def model_id_for(spec: ModelSpec) -> str:
-    """A filesystem-safe id naming architecture, weights and dimension; used as Delta partition
-    value and index folder. A checkpoint is named by its content hash, so renaming the file keeps
-    the id and retraining changes it."""
-    if spec.is_checkpoint:
-        digest = hashlib.sha256()
-        with open(Path(spec.pretrained).expanduser(), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        weights = "ckpt" + digest.hexdigest()[:12]
-    else:
-        weights = spec.pretrained or RANDOM_TAG
-    return _slug(f"{spec.name}__{weights}__d{embedding_dim(spec.name)}")
+    """The encoder id (vidx.encode.registry.encoder_id) naming architecture, weights and dimension.
+    A checkpoint is named by its content hash, so renaming the file keeps the id and retraining
+    changes it."""
+    weights = "ckpt" + checkpoint_digest(spec.pretrained) if spec.is_checkpoint else spec.pretrained or RANDOM_TAG
+    return encoder_id(spec.name, weights, embedding_dim(spec.name))
 
 
 def packaged_weights(spec: ModelSpec) -> Path | None:
@@ -147,7 +155,8 @@ def _create(spec: ModelSpec, device: torch.device) -> Any:
 
 def load_model(spec: ModelSpec, *, device: str = "auto") -> LoadedModel:
     """Load (once per process) and return the model in eval mode with its tokenizer and preprocessing."""
-    key = (spec.name, spec.pretrained, device)
+    # The id is in the key: a checkpoint replaced at the same path must not return the old weights.
+    key = (model_id_for(spec), spec.pretrained, device)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
@@ -162,7 +171,7 @@ def load_model(spec: ModelSpec, *, device: str = "auto") -> LoadedModel:
         loaded = LoadedModel(
             spec=spec, model=model, tokenizer=open_clip.get_tokenizer(spec.name), device=dev,
             image_size=size, mean=tuple(pre["mean"]), std=tuple(pre["std"]),  # type: ignore[arg-type]
-            dim=int(cfg["embed_dim"]), model_id=model_id_for(spec),
+            dim=int(cfg["embed_dim"]), model_id=key[0],
         )
         _CACHE[key] = loaded
         return loaded

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from vidx.config import VidxConfig
+from vidx.encode.registry import recorded_recipe
 from vidx.errors import DataQualityError
 from vidx.quality import frames
 from vidx.quality.records import ValidationRecord, record_validation
@@ -99,12 +100,25 @@ def _publish_docs(local_dir: str, warehouse: str) -> str:
     return target
 
 
+def recorded_clip_settings(cfg: VidxConfig, model_id: str) -> tuple[float, str]:
+    """(sample_fps, clips.mode) `model_id`'s clips were made with, from its model record: the
+    current config may differ from the one the clips were embedded with. A record from before
+    recipes were recorded (or none) falls back on the current config."""
+    recipe = recorded_recipe(cfg.warehouse, model_id)
+    if recipe is not None:
+        return recipe.sample_fps, recipe.clip_mode
+    LOG.warning("%s has no recorded recipe (embedded by an older vidx): checking its clips against the current "
+                "decode.sample_fps=%g and clips.mode=%s", model_id, cfg.decode.sample_fps, cfg.clips.mode)
+    return cfg.decode.sample_fps, cfg.clips.mode
+
+
 def validate_model(cfg: VidxConfig, model_id: str, clips_version: int, videos_version: int | None,
                    *, max_failed_share: float | None = None) -> ValidationRecord:
     """Validate one model's clips at `clips_version`; write results and record them."""
     w = cfg.warehouse
-    step = 1.0 / cfg.decode.sample_fps
-    params = SuiteParams(dim=frames.model_dim(w, model_id), sample_step_s=step, clip_mode=cfg.clips.mode,
+    sample_fps, clip_mode = recorded_clip_settings(cfg, model_id)
+    step = 1.0 / sample_fps
+    params = SuiteParams(dim=frames.model_dim(w, model_id), sample_step_s=step, clip_mode=clip_mode,
                          max_failed_share=cfg.quality.max_failed_share if max_failed_share is None
                          else max_failed_share, norm_tolerance=cfg.quality.norm_tolerance)
     videos = frames.videos_frame(w, model_id, videos_version)

@@ -18,7 +18,7 @@ from vidx.archive.diff import KnownVideo
 from vidx.archive.listing import VideoFile
 from vidx.tables import delta
 from vidx.tables.checkpoint import Checkpoint, TableActions, save_checkpoint
-from vidx.tables.files import DataFile, write_data_file
+from vidx.tables.files import DataFile, without_videos, write_data_file
 from vidx.tables.rewrite import drop_video_rows
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
@@ -37,12 +37,22 @@ class BatchInput:
     results: list[dict[str, Any]]
 
 
+def _unit_order(unit: dict[str, Any]) -> tuple[int, str]:
+    idx = str(unit.get("unit_id", "")).rsplit(":", 1)[-1]
+    return (int(idx) if idx.isdigit() else 0, str(unit.get("unit_id")))
+
+
 def _failure(probe: dict[str, Any], units: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A video's status from its probe and its work units' results: the failure to record, or None
+    when it is ok. A video is all or nothing: one failed unit fails the video, and
+    `build_checkpoint` keeps the clips of its other units (other tasks' files too) out of the commit.
+    A unit's error names the unit and its time range (vidx.spark.stages.unit_label)."""
     if probe.get("error"):
         return probe
-    bad = [u for u in units if u.get("error")]
+    bad = sorted((u for u in units if u.get("error")), key=_unit_order)
     if bad:
-        return bad[0]
+        more = f" (and {len(bad) - 1} more of its {len(units)} units failed)" if len(bad) > 1 else ""
+        return {"error_class": bad[0].get("error_class"), "error": f"{bad[0]['error']}{more}"}
     if not units:
         return {"error_class": "corrupt", "error": "no frames could be planned for this file"}
     if not any(u.get("n_clips") for u in units):  # "ok" must mean searchable: never ok without clips
@@ -75,7 +85,7 @@ def video_rows(inp: BatchInput, *, run_id: str, model_id: str) -> list[dict[str,
             **{k: probe.get(k) for k in ("duration_s", "fps", "width", "height", "codec")},
             "status": "failed" if bad else "ok",
             "error_class": bad.get("error_class") if bad else None, "error": bad.get("error") if bad else None,
-            "model_id": model_id, "n_clips": sum(u.get("n_clips") or 0 for u in units),
+            "model_id": model_id, "n_clips": 0 if bad else sum(u.get("n_clips") or 0 for u in units),
             "run_id": run_id, "indexed_at": now})
     for k in inp.deleted:
         rows.append({"video_id": k.video_id, "uri": k.uri, "size_bytes": k.size_bytes,
@@ -94,7 +104,10 @@ def build_checkpoint(inp: BatchInput, *, warehouse: str, run_id: str, model_id: 
     rows = video_rows(inp, run_id=run_id, model_id=model_id)
     videos_file = write_data_file(pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), table_uri=videos_uri,
                                   partition_values={}, name_hint=hint)
-    clip_files = [DataFile.from_json(r["file"]) for r in inp.results if r["kind"] == "file"]
+    # All or nothing: the clips a failed video's good units wrote (maybe in other tasks' files) stay out.
+    failed = {r["video_id"] for r in rows if r["status"] == "failed"}
+    clip_files = without_videos([DataFile.from_json(r["file"]) for r in inp.results if r["kind"] == "file"],
+                                failed, table_uri=clips_uri, name_hint=hint)
     units = [r for r in inp.results if r["kind"] == "unit"]
     stats = {"videos": len(inp.videos), "deleted": len(inp.deleted), "units": len(units),
              "failed": sum(r["status"] == "failed" for r in rows),

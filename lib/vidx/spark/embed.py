@@ -15,8 +15,9 @@ import pyarrow as pa
 from vidx.archive import VideoFile, WorkUnit, balance_units, list_archive, plan_units
 from vidx.archive.diff import ArchiveDiff, KnownVideo, diff_archive
 from vidx.config import VidxConfig
-from vidx.encode.models import ModelSpec, load_model
-from vidx.encode.registry import clips_model_id, save_model_record
+from vidx.encode.models import LoadedModel, ModelSpec, load_model
+from vidx.encode.precision import run_precision
+from vidx.encode.registry import Recipe, save_model_record
 from vidx.spark import stages
 from vidx.spark.commit import BatchInput, build_checkpoint, commit_checkpoint, save_and_commit
 from vidx.spark.resources import embed_profile
@@ -117,11 +118,10 @@ def run_embed(cfg: VidxConfig, archive_uri: str, *, spark: Any = None, run_id: s
     t0 = time.perf_counter()
     lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu")  # fail fast, clearly
     run_id = run_id or new_run_id()
-    model_id = clips_model_id(lm.model_id, cfg.encode.token_clustering)
-    report = EmbedReport(run_id=run_id, model_id=model_id, pipeline_id=f"vidx-embed:{model_id}:{run_id}",
-                         archive_uri=normalize_uri(archive_uri))
     with WarehouseLock(cfg.warehouse, run_id):
-        save_model_record(cfg.warehouse, lm, cfg.encode.token_clustering)
+        cfg, model_id = plan_model(cfg, lm)
+        report = EmbedReport(run_id=run_id, model_id=model_id, pipeline_id=f"vidx-embed:{model_id}:{run_id}",
+                             archive_uri=normalize_uri(archive_uri))
         run = _Run(cfg, report)
         try:
             _resume(run)
@@ -133,6 +133,16 @@ def run_embed(cfg: VidxConfig, archive_uri: str, *, spark: Any = None, run_id: s
         report.wall_s = time.perf_counter() - t0
         record_run(cfg.warehouse, report, status="succeeded", error=None)
     return report
+
+
+def plan_model(cfg: VidxConfig, lm: LoadedModel) -> tuple[VidxConfig, str]:
+    """Decide the run's precision ONCE, here on the driver, and record the model: returns the config
+    every task gets (encode.precision decided, so executors never probe) and the clips model_id."""
+    precision, rule = run_precision(cfg.warehouse, lm, cfg.encode, cfg.spark.conf)
+    recipe = Recipe.from_config(cfg, frame_size=lm.image_size, precision=precision)
+    record = save_model_record(cfg.warehouse, lm, recipe, precision_rule=rule)
+    LOG.info("model %s (precision %s: %s)", record["model_id"], precision, rule)
+    return cfg.with_overrides({"encode.precision": precision}), str(record["model_id"])
 
 
 def _resume(run: _Run) -> None:

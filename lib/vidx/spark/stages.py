@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from vidx.config import VidxConfig
-from vidx.errors import DecodeError, WorkUnitError
+from vidx.errors import ConfigError, DecodeError, WorkUnitError
 from vidx.tables.files import write_data_file
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ EMBED_OUT = pa.schema([
     ("file", pa.string()),            # DataFile JSON for kind == "file"
 ])
 DELAY_ENV = "VIDX_FAULT_UNIT_DELAY_S"
+# Test-only: "<uri substring>#<unit index>" makes that unit fail to decode (a DecodeError).
+FAIL_ENV = "VIDX_FAULT_UNIT_FAIL"
 _FLUSH_ROWS = 50_000  # bounds executor memory: ~50k clips x 512 floats ~ 100 MB
 
 
@@ -93,10 +95,15 @@ class ProbeTask:
 class EmbedTask:
     """Picklable mapInArrow function: decode -> encode -> pool -> write Parquet for a bin of units."""
 
-    cfg: VidxConfig
+    cfg: VidxConfig       # encode.precision: the run's decision (fp32/bf16/fp16), never "auto"
     run_id: str
     model_id: str
     clips_uri: str
+
+    def __post_init__(self) -> None:
+        if self.cfg.encode.precision == "auto":
+            raise ConfigError("EmbedTask needs the run's decided precision (vidx.encode.precision."
+                              "decide_precision on the driver), not encode.precision=auto")
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from vidx import storage
@@ -141,8 +148,9 @@ class EmbedTask:
                                   "decode_s": item.decode_s, "encode_s": item.encode_s}
         if isinstance(item.error, DecodeError):
             LOG.warning("unit %s (%s) failed: %s", unit["unit_id"], unit["uri"], item.error)
-            return None, {**result, "error_class": item.error.error_class, "error": str(item.error),
-                          "n_clips": 0, "n_frames": 0}
+            # The video row quotes this: which part of the video failed, not only why.
+            return None, {**result, "error_class": item.error.error_class,
+                          "error": f"{unit_label(unit)}: {item.error}", "n_clips": 0, "n_frames": 0}
         if item.error is not None:  # not the video's fault: fail the task so Spark retries it
             raise WorkUnitError(f"unit {unit['unit_id']} ({unit['uri']}) failed: {item.error}") from item.error
         clips = _clip_rows(self, unit, item)
@@ -161,6 +169,13 @@ class EmbedTask:
         return {"kind": "file", "file": data.to_json()}
 
 
+def unit_label(unit: dict[str, Any]) -> str:
+    """`unit <video_id>:1 (4-8 s)`: a work unit and its time range, for error messages."""
+    end = unit["end_s"]
+    return f"unit {unit['unit_id']} ({unit['start_s']:g}-{end:g} s)" if math.isfinite(end) else \
+        f"unit {unit['unit_id']} ({unit['start_s']:g} s-end)"
+
+
 def _set_threads(threads: int) -> None:
     import torch
     from pyspark import TaskContext
@@ -176,6 +191,10 @@ def _decode_unit(cfg: VidxConfig, unit: dict[str, Any], image_size: int, downloa
 
     if os.environ.get(DELAY_ENV):  # test-only: stretch tasks so a fault test can kill mid-task
         time.sleep(float(os.environ[DELAY_ENV]))
+    if os.environ.get(FAIL_ENV):
+        pattern, _, index = os.environ[FAIL_ENV].rpartition("#")
+        if pattern in unit["uri"] and unit["unit_id"].rsplit(":", 1)[-1] == index:
+            raise DecodeError(f"fault injection ({FAIL_ENV})", error_class="corrupt")
     end_s = unit["end_s"]
     if not math.isfinite(end_s):
         # The last unit is open-ended: frames past a wrong header duration are kept. The decoder
@@ -270,33 +289,48 @@ def _thumbnail_array(cfg: VidxConfig, frames: Any, windows: Any) -> pa.Array:
                                     width=cfg.thumbnails.width, quality=cfg.thumbnails.quality), pa.binary())
 
 
-_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+# Per Python worker (Spark reuses workers across tasks AND runs): keyed by everything that makes
+# the encoder object differ, so a later run with other weights or settings never gets this one.
+_MODELS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
 def executor_model(cfg: VidxConfig, model_id: str) -> tuple[Any, Any]:
-    """The model for this Python worker, on the GPU Spark assigned to the task (if any), with its
-    inference precision chosen once per worker."""
+    """The model for this Python worker, on the GPU Spark assigned to the task (if any), at the
+    precision the driver decided for the run (`cfg.encode.precision`, never probed here)."""
     import torch
 
-    from vidx.encode.models import ModelSpec, load_model
-    from vidx.encode.precision import autocast_dtype, with_precision
-    from vidx.encode.registry import clips_model_id
+    from vidx.encode.models import ModelSpec, load_model, model_id_for
+    from vidx.encode.precision import apply_precision
     from vidx.spark.resources import task_device
 
     _set_threads(cfg.encode.threads)
     device = task_device(cfg.encode.device)  # one task per GPU: the one Spark assigned
-    key = (device, cfg.encode.precision)
+    spec = ModelSpec(cfg.encode.model, cfg.encode.pretrained)
+    tc = cfg.encode.token_clustering
+    # model_id_for hashes a checkpoint's content (memoised by size + mtime), so a replaced file is a new key.
+    key = (spec.name, spec.pretrained, model_id_for(spec), cfg.encode.precision, device, cfg.encode.compile,
+           tc.model_dump_json() if tc.enabled else None)
     if key not in _MODELS:
-        lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device=device)
-        if clips_model_id(lm.model_id, cfg.encode.token_clustering) != model_id:
-            raise WorkUnitError(f"executor loaded model {lm.model_id}, driver planned {model_id}; "
-                                "make the checkpoint file identical on every executor")
-        lm, name = with_precision(lm, cfg.encode.precision)
+        lm, autocast = apply_precision(load_model(spec, device=device), cfg.encode.precision)
         if cfg.encode.compile:
             lm.model.visual = torch.compile(lm.model.visual)
-        LOG.info("encoder %s on %s, precision %s", lm.model_id, lm.device, name)
-        _MODELS[key] = (lm, autocast_dtype(lm, cfg.encode.precision))
-    return _MODELS[key]
+        LOG.info("encoder %s on %s, precision %s", lm.model_id, lm.device, cfg.encode.precision)
+        _MODELS[key] = (lm, autocast)
+    lm, autocast = _MODELS[key]
+    _check_model_id(cfg, lm, model_id)  # every task, not only when the model was loaded
+    return lm, autocast
+
+
+def _check_model_id(cfg: VidxConfig, lm: Any, model_id: str) -> None:
+    """The id this executor would write under (its weights + the task's recipe) must be the one the
+    driver planned: different checkpoint files on two machines would otherwise mix under one id."""
+    from vidx.encode.registry import Recipe, clips_model_id
+
+    mine = clips_model_id(lm.model_id, Recipe.from_config(cfg, frame_size=lm.image_size,
+                                                          precision=cfg.encode.precision))
+    if mine != model_id:
+        raise WorkUnitError(f"executor model is {mine}, driver planned {model_id}; "
+                            "make the checkpoint file identical on every executor")
 
 
 def _clips_schema() -> pa.Schema:
