@@ -12,7 +12,7 @@ import torch
 from vidx.config import load_config
 from vidx.encode.embedder import encode_frames
 from vidx.encode.models import ModelSpec, load_model
-from vidx.encode.registry import clips_model_id
+from vidx.encode.registry import Recipe, clips_model_id
 from vidx.spark import resources, stages
 
 
@@ -29,9 +29,10 @@ def test_executor_model_lands_on_the_assigned_gpu(monkeypatch):
     ctx = SimpleNamespace(cpus=lambda: 1, resources=lambda: {"gpu": SimpleNamespace(addresses=[str(last)])})
     monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: ctx))
     monkeypatch.setattr(stages, "_MODELS", {})
-    cfg = load_config(env={}, overrides={"encode.device": "cuda"})
-    query_model = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu").model_id
-    model_id = clips_model_id(query_model, cfg.encode.token_clustering)
+    # The driver decided the run's precision (auto on cuda: bf16 autocast); executors only apply it.
+    cfg = load_config(env={}, overrides={"encode.device": "cuda", "encode.precision": "bf16"})
+    query = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu")
+    model_id = clips_model_id(query.model_id, Recipe.from_config(cfg, frame_size=query.image_size, precision="bf16"))
     lm, autocast = stages.executor_model(cfg, model_id)
     assert lm.device == torch.device(f"cuda:{last}") and torch.cuda.current_device() == last
     assert next(lm.model.parameters()).device == lm.device and autocast == torch.bfloat16
