@@ -51,6 +51,7 @@ class VersionInfo:
         return {"version": self.version, "current": self.current, "built_at": m.get("built_at"),
                 "count": m.get("count"), "dim": m.get("dim"), "factory": (m.get("params") or {}).get("factory"),
                 "nprobe": m.get("nprobe"), "recall_at_10": m.get("recall_at_10"),
+                "qps": (m.get("qps") or {}).get("queries_per_second"),
                 "table_version": m.get("table_version"),
                 "bytes": sum(int(f.get("bytes", 0)) for f in (m.get("files") or {}).values())}
 
