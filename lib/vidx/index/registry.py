@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from vidx import storage
-from vidx.errors import ConfigError, IndexIntegrityError, IndexNotFoundError
+from vidx.errors import ConfigError, DataQualityError, IndexIntegrityError, IndexNotFoundError
 from vidx.index.publish import (
     CURRENT_FILE,
     MANIFEST_FILE,
@@ -139,10 +139,14 @@ def verify_version(warehouse: str, model_id: str, version: str) -> dict[str, Any
     return manifest
 
 
-def promote(warehouse: str, version: str, model_id: str | None = None) -> str | None:
-    """Point `CURRENT` at `version` after verifying its files. Returns the version it pointed at before."""
+def promote(warehouse: str, version: str, model_id: str | None = None, *,
+            require_validation: bool = True) -> str | None:
+    """Point `CURRENT` at `version` after verifying its files and, with `require_validation`, that the
+    clips version it was built from passed validation (the publish gate build-index uses:
+    DataQualityError otherwise). Returns the version it pointed at before."""
     model = resolve_model(warehouse, model_id) or ""
-    verify_version(warehouse, model, version)
+    manifest = verify_version(warehouse, model, version)
+    _gate(warehouse, model, version, manifest, require_validation)
     previous = current_version(warehouse, model)
     if previous != version:
         storage.write_bytes_atomic(storage.join(_model_root(warehouse, model), CURRENT_FILE), f"{version}\n".encode())
@@ -150,8 +154,19 @@ def promote(warehouse: str, version: str, model_id: str | None = None) -> str | 
     return previous
 
 
-def rollback(warehouse: str, model_id: str | None = None) -> tuple[str, str]:
-    """Promote the version published just before the current one. Returns (from, to)."""
+def _gate(warehouse: str, model: str, version: str, manifest: dict[str, Any], required: bool) -> None:
+    from vidx.quality.records import publish_gate
+
+    table_version = manifest.get("table_version")
+    if required and not isinstance(table_version, int):
+        raise DataQualityError(f"index version {version} of {model} does not record its clips version, so its "
+                               "validation cannot be checked; rebuild it (or pass --skip-validation)")
+    publish_gate(warehouse, model, int(table_version or 0), required=required)
+
+
+def rollback(warehouse: str, model_id: str | None = None, *, require_validation: bool = True) -> tuple[str, str]:
+    """Promote the version published just before the current one (through the same publish gate).
+    Returns (from, to)."""
     model = resolve_model(warehouse, model_id) or ""
     names = [v.version for v in versions(warehouse, model)]
     current = current_version(warehouse, model)
@@ -161,7 +176,7 @@ def rollback(warehouse: str, model_id: str | None = None) -> tuple[str, str]:
     pos = names.index(current)
     if pos == 0:
         raise IndexNotFoundError(f"{current} is the oldest version of {model}: nothing to roll back to")
-    promote(warehouse, names[pos - 1], model)
+    promote(warehouse, names[pos - 1], model, require_validation=require_validation)
     return current, names[pos - 1]
 
 
