@@ -208,6 +208,13 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(default=8 * 2**20, gt=0)
     # How often the server polls CURRENT for a new version (one small read per poll).
     reload_interval_s: float = Field(default=5.0, gt=0)
+    # Requests in flight at once (health, readiness and metrics not counted); one more gets 503 with
+    # Retry-After instead of queueing without bound.
+    max_concurrent_requests: int = Field(default=64, gt=0)
+    # Decoded image pixels per request (query images are PNG/JPEG/WebP only); more is a 400.
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Largest nprobe a request may ask for (each probed list costs a scan); more is a 400.
+    max_nprobe: int = Field(default=4096, gt=0)
 
 
 class VidxConfig(_Section):
