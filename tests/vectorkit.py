@@ -36,3 +36,17 @@ def overlap(approx: np.ndarray, exact: np.ndarray, own: np.ndarray | None = None
     k = exact.shape[1]
     rows = approx if own is None else [[i for i in r if i != o][:k] for r, o in zip(approx, own, strict=True)]
     return float(np.mean([len(set(r) & set(e)) / k for r, e in zip(rows, exact, strict=True)]))
+
+
+def overlap_with_ties(approx: np.ndarray, exact: np.ndarray, x: np.ndarray, rows: np.ndarray,
+                      tolerance: float = 1e-5) -> float:
+    """`overlap` (with x[rows] as the queries and `rows` as their own ids) where a result whose exact cosine
+    with the query is within `tolerance` of the k-th exact neighbour's also counts: the recall@10 that
+    vidx.index.build.recall_with_ties defines, recomputed independently."""
+    k = exact.shape[1]
+    total = 0
+    for r, e, own in zip(approx, exact, rows, strict=True):
+        got = [int(i) for i in r if i != own][:k]
+        kth = float(x[own] @ x[e[-1]])
+        total += sum(1 for i in got if i in set(e.tolist()) or float(x[own] @ x[i]) >= kth - tolerance)
+    return total / (k * len(rows))

@@ -124,6 +124,9 @@ def _serve_parsers(sub: Any) -> None:
             op.add_argument("--json", action="store_true", help="print versions as JSON")
         if name == "promote":
             op.add_argument("target", metavar="VERSION", help="version folder name (see `vidx index list`)")
+        if name in ("promote", "rollback"):
+            op.add_argument("--skip-validation", action="store_true",
+                            help="development only: publish even if its clips version did not pass `vidx validate`")
         if name == "gc":
             op.add_argument("--keep", type=int, default=3, help="newest versions to keep (default 3)")
             op.add_argument("--dry-run", action="store_true", help="say what would be deleted")
@@ -175,16 +178,30 @@ def cmd_tables(cfg: VidxConfig, args: argparse.Namespace) -> int:
     if args.action == "vacuum" and args.retention_hours < 168 and not args.force:
         raise VidxError(f"--retention-hours {args.retention_hours} is below Delta's 168 h retention check: "
                         "readers of older versions may lose files. Add --force if no run or reader is active.")
+    if args.action == "vacuum":
+        return _vacuum_tables(cfg, names, args)
     for name in names:
         uri = table_uri(cfg.warehouse, name)
-        if not delta.table_exists(uri):
-            continue
-        if args.action == "vacuum":
-            files = delta.vacuum(uri, retention_hours=args.retention_hours, dry_run=args.dry_run)
-            print(f"{name}: {'would delete' if args.dry_run else 'deleted'} {len(files)} files")
-        else:
+        if delta.table_exists(uri):
             for h in delta.history(uri):
                 print(json.dumps({"table": name, **h}, default=str))
+    return 0
+
+
+def _vacuum_tables(cfg: VidxConfig, names: list[str], args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from vidx.tables import delta, table_uri
+    from vidx.tables.lock import WarehouseLock
+
+    # Vacuum deletes every file the log does not reference, and a running embed's written but not yet
+    # committed files are such files: hold the writer lease, as optimize does, so no run is mid-checkpoint.
+    with WarehouseLock(cfg.warehouse, f"vacuum-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"):
+        for name in names:
+            uri = table_uri(cfg.warehouse, name)
+            if delta.table_exists(uri):
+                files = delta.vacuum(uri, retention_hours=args.retention_hours, dry_run=args.dry_run)
+                print(f"{name}: {'would delete' if args.dry_run else 'deleted'} {len(files)} files")
     return 0
 
 
@@ -315,10 +332,12 @@ def cmd_index(cfg: VidxConfig, args: argparse.Namespace) -> int:
         else:
             print_versions(infos, title=f"index versions of {registry.resolve_model(w, model)}")
     elif args.index_command == "promote":
-        before = registry.promote(w, args.target, model)
+        gate = cfg.index.require_validation and not args.skip_validation  # the gate build-index uses
+        before = registry.promote(w, args.target, model, require_validation=gate)
         print(f"CURRENT: {before} -> {args.target}")
     elif args.index_command == "rollback":
-        print("CURRENT: {} -> {}".format(*registry.rollback(w, model)))
+        gate = cfg.index.require_validation and not args.skip_validation
+        print("CURRENT: {} -> {}".format(*registry.rollback(w, model, require_validation=gate)))
     else:
         report = registry.gc(w, model, keep=args.keep, dry_run=args.dry_run)
         verb = "would delete" if args.dry_run else "deleted"

@@ -241,6 +241,14 @@ class ServeConfig(_Section):
     # must not be exposed (the page then shows thumbnails and spans only).
     media: bool = True
 
+    # Requests in flight at once (health, readiness and metrics not counted); one more gets 503 with
+    # Retry-After instead of queueing without bound.
+    max_concurrent_requests: int = Field(default=64, gt=0)
+    # Decoded image pixels per request (query images are PNG/JPEG/WebP only); more is a 400.
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Largest nprobe a request may ask for (each probed list costs a scan); more is a 400.
+    max_nprobe: int = Field(default=4096, gt=0)
+
 
 class ThumbnailsConfig(_Section):
     """One small JPEG per clip, written by the embed stage from frames it decoded anyway."""

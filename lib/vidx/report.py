@@ -42,6 +42,9 @@ def print_build_result(result: Any) -> None:
     CONSOLE.print(f"published index [bold]{m['version']}[/] for {m['model_id']}: {m['count']} vectors, "
                   f"{m['params']['factory']}, nprobe {m['nprobe']}, recall@10 {m['recall_at_10']:.3f}, "
                   f"built in {m['build_seconds']:.1f} s from clips version {m['table_version']}")
+    if (m.get("qps") or {}).get("queries_per_second"):
+        CONSOLE.print(f"  {m['qps']['queries_per_second']:,.0f} queries/s at nprobe {m['nprobe']} "
+                      "(measured once at build)")
     CONSOLE.print(f"  {result.published.uri}")
 
 

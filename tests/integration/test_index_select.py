@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vectorkit import brute_neighbours, clustered, overlap
+from vectorkit import brute_neighbours, clustered, overlap_with_ties
 from vidx.config import IndexConfig
 from vidx.errors import IndexBuildError
 from vidx.index import BuiltIndex, build_index, devices, load_index, publish_index, sample_rows, search, select
@@ -67,14 +67,15 @@ def test_cheapest_passing_candidate_wins_and_recall_is_real(built: BuiltIndex, d
     assert [t["status"] for t in trials][-1] == "chosen"
     assert all(t["status"] == "below_target" for t in trials[:-1])  # everything cheaper missed the target
     assert trials[-1]["factory"] == built.params.factory and built.recall_at_10 >= CFG.target_recall
-    # recall@10 recomputed independently: held-out queries, brute force, each query's own row not counted
+    # recall@10 recomputed independently: held-out queries, brute force, each query's own row not counted,
+    # ties with the 10th neighbour counted
     query_rows, _ = sample_rows(N, CFG.eval_queries, built.params.train_size, CFG.seed)
     exact = brute_neighbours(data, query_rows)
     _, approx = search(built.index, built.params, data[query_rows], 11)
-    assert overlap(approx, exact, own=query_rows) == pytest.approx(built.recall_at_10, abs=1e-9)
+    assert overlap_with_ties(approx, exact, data, query_rows) == pytest.approx(built.recall_at_10, abs=1e-9)
     if built.nprobe > 1:  # the smallest power of two meeting the target
         _, fewer = search(built.index, built.params, data[query_rows], 11, built.nprobe // 2)
-        assert overlap(fewer, exact, own=query_rows) < CFG.target_recall
+        assert overlap_with_ties(fewer, exact, data, query_rows) < CFG.target_recall
     assert built.index_bytes == faiss.serialize_index(built.index).nbytes
 
 
@@ -89,6 +90,10 @@ def test_manifest_records_choice_size_and_candidates(built: BuiltIndex, data: np
     tried = m["selection"]["candidates"]
     assert {"factory", "recall_at_10", "estimated_bytes", "bytes_per_vector", "status", "nprobe"} <= set(tried[0])
     assert m["selection"]["target_recall"] == CFG.target_recall
+    assert (m["selection"]["nprobe"], m["selection"]["max_nprobe"]) == (built.nprobe, built.params.nlist)
+    # measured once at build, at the chosen nprobe: a report (never asserted against a speed)
+    assert m["qps"]["nprobe"] == built.nprobe and m["qps"]["queries"] == CFG.eval_queries
+    assert m["qps"]["queries_per_second"] > 0
     got = search(loaded.index, loaded.params, data[:50], 10, 4)  # per-call nprobe through the refine wrapper
     want = search(built.index, built.params, data[:50], 10, 4)
     np.testing.assert_array_equal(got[1], want[1])

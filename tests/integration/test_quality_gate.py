@@ -1,5 +1,6 @@
 """great-expectations gate: a clean clips version passes and can be published; each kind of
-corruption fails the expectation meant for it and blocks the publish (library and CLI)."""
+corruption fails the expectation meant for it and blocks the publish (library and CLI), including
+`vidx index promote`; table maintenance (vacuum) waits for the writer lease."""
 
 from __future__ import annotations
 
@@ -193,3 +194,68 @@ def test_ok_video_without_clips_in_the_pinned_version_fails(tmp_path):
     (rec,) = validate_warehouse(cfg, version=v2)  # the later version holds its clips: passes
     assert rec.success and rec.videos_version == v2
     assert validate_warehouse(cfg, version=0)[0].success  # before that video existed
+
+
+def test_promote_and_rollback_hold_the_same_gate(tmp_path, capsys):
+    """`vidx index promote` (and rollback, a promote of the previous version) refuses a version whose
+    clips version never passed validation, through build-index's own gate; --skip-validation overrides."""
+    from vidx.index import registry
+
+    warehouse = clean_warehouse(tmp_path)
+
+    def build(*flags: str) -> str:
+        capsys.readouterr()
+        assert main(["build-index", "-w", warehouse, "--json", *flags]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"]
+
+    assert main(["validate", "-w", warehouse]) == 0
+    good = build()
+    video, clips = video_rows("new")
+    unvalidated = commit(warehouse, [video], clips, "r2")
+    never = build("--skip-validation", "--no-publish")
+    video, clips = video_rows("newer")
+    _unnormalised(clips)
+    failed = commit(warehouse, [video], clips, "r3")
+    assert main(["validate", "-w", warehouse]) == 1
+    broken = build("--skip-validation", "--no-publish")
+    assert current_version(warehouse, MODEL) == good
+    with pytest.raises(DataQualityError, match=f"clips version {unvalidated} of {MODEL} was never validated"):
+        registry.promote(warehouse, never)
+    with pytest.raises(DataQualityError, match=f"clips version {failed} of {MODEL} failed validation"):
+        registry.promote(warehouse, broken)
+    assert main(["index", "promote", broken, "-w", warehouse]) == 2
+    assert current_version(warehouse, MODEL) == good
+    assert main(["index", "promote", broken, "-w", warehouse, "--skip-validation"]) == 0
+    assert current_version(warehouse, MODEL) == broken
+    assert main(["index", "rollback", "-w", warehouse]) == 2  # back to `never`: not validated either
+    assert main(["index", "rollback", "-w", warehouse, "--skip-validation"]) == 0
+    assert current_version(warehouse, MODEL) == never
+    assert main(["index", "promote", good, "-w", warehouse]) == 0  # validated: the gate lets it through
+    assert current_version(warehouse, MODEL) == good
+    off = load_config(env={"VIDX_INDEX__REQUIRE_VALIDATION": "false"}, overrides={"warehouse": warehouse})
+    registry.promote(warehouse, broken, require_validation=off.index.require_validation)
+    assert current_version(warehouse, MODEL) == broken
+
+
+def test_vacuum_takes_the_writer_lease(tmp_path, caplog):
+    """Vacuum deletes files the log does not reference, which is what a running embed's written but not
+    yet committed files are: like optimize, it must wait for the writer lease."""
+    from vidx.tables.lock import WarehouseLock
+
+    warehouse = clean_warehouse(tmp_path)
+    # what a running embed's executors have written for its next checkpoint, not committed yet
+    pending = Path(table_uri(warehouse, "clips")) / "part-pending-checkpoint.zstd.parquet"
+    pending.write_bytes((next(Path(table_uri(warehouse, "clips")).rglob("*.parquet"))).read_bytes())
+    vacuum = ["tables", "vacuum", "--retention-hours", "0", "--force", "-w", warehouse]
+    running = WarehouseLock(warehouse, "embed-run-in-progress")
+    running.acquire()
+    try:
+        assert main(vacuum) == 2
+        assert "another run holds the warehouse: run embed-run-in-progress" in caplog.text
+        assert pending.exists()
+    finally:
+        running.release()
+    assert main(vacuum) == 0
+    assert not pending.exists()
+    assert not (Path(warehouse) / "_vidx" / "lock.json").exists()  # vacuum released its lease
+    assert delta.read_table(table_uri(warehouse, "clips")).num_rows == 12

@@ -15,6 +15,7 @@ from vidx.config import load_config
 from vidx.encode.models import ModelSpec, model_id_for
 from vidx.encode.registry import load_model_record
 from vidx.index.from_table import build_from_warehouse
+from vidx.index.publish import list_models
 from vidx.quality.moment_eval import evaluate_moments
 from vidx.quality.retrieval_eval import evaluate
 from vidx.quality.validate import validate_warehouse
@@ -36,6 +37,9 @@ def held_out(spark, tmp_path_factory):
     make_distractor_archive(root / "archive" / "distractors", seed=HELD_OUT_SEED, n_clips=N_DISTRACTORS)
     cfg = load_config(env={}, overrides={"warehouse": str(root / "warehouse"), "spark.master": "local[2]",
                                          "encode.model": "vidx-tiny", "encode.pretrained": "synthetic-v1",
+                                         # "auto" picks bf16 or fp32 from a speed probe, i.e. from the
+                                         # machine's load: the vectors, and so the outcome, must not
+                                         "encode.precision": "fp32",
                                          # with the distractors, an IVF index: "index vs exact" then
                                          # measures what the approximate index loses, not Flat vs itself
                                          "index.flat_below": 10_000,
@@ -46,7 +50,9 @@ def held_out(spark, tmp_path_factory):
     assert all(v.success for v in validate_warehouse(cfg))
     build = build_from_warehouse(cfg)
     assert build.published is not None and build.published.manifest["params"]["kind"] != "flat"
-    LOG.info("index %s, recall@10 %.3f", build.published.manifest["factory"], build.published.manifest["recall_at_10"])
+    m = build.published.manifest
+    LOG.info("index %s at nprobe %d, recall@10 %.4f, %s queries/s", m["factory"], m["nprobe"], m["recall_at_10"],
+             m["qps"]["queries_per_second"])
     LOG.info("held-out archive embedded and indexed in %.1f s", time.perf_counter() - started)
     return cfg, truth
 
@@ -58,7 +64,7 @@ def test_text_queries_find_the_right_clip(held_out):
     report = evaluate(cfg.warehouse, truth)
     record = load_model_record(cfg.warehouse, report.model_id) or {}
     assert record.get("query_model_id") == model_id_for(ModelSpec("vidx-tiny", "synthetic-v1"))
-    assert not report.missing_videos
+    assert [report.model_id] == list_models(cfg.warehouse) and not report.missing_videos
     print(json.dumps(report.as_dict(), indent=1))
     exact, index = report.recall("all", "exact", 5), report.recall("all", "index", 5)
     assert exact >= 0.8, report.as_dict()

@@ -104,3 +104,34 @@ def test_optimize_compacts_zorders_and_keeps_rows(embedded, test_config, tmp_pat
     assert delta.history(clips_uri, 1)[0]["operation"] == "OPTIMIZE"
     # the optimized version is new but its data matches: validation pairs it with the same videos
     assert main(["validate", "-w", warehouse]) == 0
+
+
+def test_sql_reads_the_warehouse_tables_and_nothing_else(tmp_path):
+    """DuckDB runs with external access off: the registered warehouse tables work, while any file or
+    path named in SQL (an arbitrary local file, the warehouse's own Parquet files, an output file, a
+    database to attach, an extension) is refused, and the setting cannot be turned back on."""
+    from datetime import UTC, datetime
+
+    from vidx.quality.records import ValidationRecord, record_validation
+
+    warehouse = str(tmp_path / "w")
+    record_validation(warehouse, ValidationRecord(
+        validation_id="val-1", table_name="clips", table_version=3, videos_version=2, model_id="m", success=True,
+        n_rows=10, n_videos=2, n_expectations=5, n_failed=0, failed_expectations=[], results_uri=None,
+        data_docs_uri=None, validated_at=datetime(2026, 1, 2, tzinfo=UTC)))
+    assert run_sql(warehouse, "SELECT validation_id, table_version FROM validations").to_pylist() == [
+        {"validation_id": "val-1", "table_version": 3}]
+    assert run_sql(warehouse, "SELECT count(*) AS n FROM clips").to_pylist() == [{"n": 0}]  # absent: empty
+    secret = tmp_path / "secret.csv"
+    secret.write_text("user,password\nroot,hunter2\n")
+    (own_file,) = (Path(warehouse) / "tables" / "validations").glob("*.parquet")
+    refused = [f"SELECT * FROM read_csv('{secret}')", f"SELECT * FROM '{secret}'",
+               "SELECT * FROM read_text('/etc/hostname')", f"SELECT * FROM read_parquet('{own_file}')",
+               f"SELECT * FROM glob('{tmp_path}/*')", f"COPY (SELECT 1 AS x) TO '{tmp_path / 'out.csv'}'",
+               f"ATTACH '{tmp_path / 'other.duckdb'}' AS other", "INSTALL httpfs",
+               "SET enable_external_access = true"]
+    for query in refused:
+        with pytest.raises(SqlError, match=r"disabled by configuration|Cannot enable external access"):
+            run_sql(warehouse, query)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    assert main(["sql", f"SELECT * FROM read_csv('{secret}')", "-w", warehouse, "--format", "json"]) == 2

@@ -1,4 +1,7 @@
-"""Registry ops over published versions: list, promote, rollback, gc (local disk and an fsspec store)."""
+"""Registry ops over published versions: list, promote, rollback, gc (local disk and an fsspec store).
+
+These indexes are built from generated vectors, with no clips table to validate, so promote and rollback
+skip the publish gate here (tests/integration/test_quality_gate.py covers the gate)."""
 
 from __future__ import annotations
 
@@ -39,16 +42,16 @@ def test_list_in_publish_order(four):
 
 def test_promote_and_rollback(four):
     w, (v0, v1, v2, v3) = four
-    assert registry.promote(w, v1) == v3
+    assert registry.promote(w, v1, require_validation=False) == v3
     assert current_version(w, model_id()) == v1
     assert load_index(w).version == v1
-    assert registry.rollback(w) == (v1, v0)
+    assert registry.rollback(w, require_validation=False) == (v1, v0)
     with pytest.raises(IndexNotFoundError, match="oldest"):
-        registry.rollback(w)
-    registry.promote(w, v3)
-    assert registry.rollback(w) == (v3, v2)
+        registry.rollback(w, require_validation=False)
+    registry.promote(w, v3, require_validation=False)
+    assert registry.rollback(w, require_validation=False) == (v3, v2)
     with pytest.raises(IndexNotFoundError, match="does not exist"):
-        registry.promote(w, "20990101T000000Z-t1-deadbeef")
+        registry.promote(w, "20990101T000000Z-t1-deadbeef", require_validation=False)
 
 
 def test_promote_refuses_tampered_version(four):
@@ -58,17 +61,17 @@ def test_promote_refuses_tampered_version(four):
     data[len(data) // 2] ^= 0xFF
     index_file.write_bytes(bytes(data))
     with pytest.raises(IndexIntegrityError, match="checksum"):
-        registry.promote(w, v1)
+        registry.promote(w, v1, require_validation=False)
     assert current_version(w, model_id()) == v3
 
 
 def test_gc_keeps_current_and_newer(four):
     w, (v0, v1, v2, v3) = four
-    registry.promote(w, v1)  # as after two rollbacks: v2 and v3 are newer than CURRENT
+    registry.promote(w, v1, require_validation=False)  # as after two rollbacks: v2 and v3 are newer than CURRENT
     report = registry.gc(w, keep=1)
     assert report.removed_versions == [v0]
     assert report.kept == [v1, v2, v3]
-    registry.promote(w, v3)
+    registry.promote(w, v3, require_validation=False)
     report = registry.gc(w, keep=2, dry_run=True)
     assert report.removed_versions == [v1]
     assert [v.version for v in registry.versions(w)] == [v1, v2, v3]  # dry run deleted nothing
@@ -124,7 +127,7 @@ def test_object_store_registry():
     w = f"memory://vidx-{uuid.uuid4().hex[:8]}"
     v0, v1, v2 = publish_n(w, 3)
     assert [v.version for v in registry.versions(w)] == [v0, v1, v2]
-    assert registry.rollback(w) == (v2, v1)
+    assert registry.rollback(w, require_validation=False) == (v2, v1)
     assert load_index(w).version == v1
     report = registry.gc(w, keep=1)
     assert report.removed_versions == [v0] and report.kept == [v1, v2]
@@ -138,10 +141,10 @@ def test_index_cli(four, capsys):
     assert [v["version"] for v in listed][-1] == v3 and listed[-1]["current"]
     assert main(["index", "list", "-w", w]) == 0
     assert v3 in capsys.readouterr().out
-    assert main(["index", "promote", v0, "-w", w]) == 0
+    assert main(["index", "promote", v0, "-w", w, "--skip-validation"]) == 0
     assert f"{v3} -> {v0}" in capsys.readouterr().out
-    assert main(["index", "rollback", "-w", w]) == 2  # v0 is the oldest
-    assert main(["index", "promote", v1, "-w", w]) == 0
+    assert main(["index", "rollback", "-w", w, "--skip-validation"]) == 2  # v0 is the oldest
+    assert main(["index", "promote", v1, "-w", w, "--skip-validation"]) == 0
     assert main(["index", "gc", "--keep", "1", "-w", w]) == 0
     assert "deleted versions: " + v0 in capsys.readouterr().out
     assert not (Path(w) / "indexes" / model_id() / v0 / MANIFEST_FILE).exists()

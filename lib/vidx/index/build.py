@@ -34,6 +34,9 @@ RECALL_PLATEAU = 0.002
 # nprobe 8-32, one thread) and 14% more queries/s at 64-d. vidx never builds or loads it
 # (IO_FLAG_SKIP_PRECOMPUTE_TABLE), so an IVF-PQ index costs what its codes do.
 PQ_TABLES_OFF = -1
+# Exact cosines this close to the k-th nearest neighbour's are a tie with it (float rounding of
+# equal vectors' scores), not a worse answer: see recall_with_ties.
+TIE_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -51,6 +54,7 @@ class BuiltIndex:
     ivfdata: str | None = None  # local path of the on-disk inverted lists, None when they are in RAM
     selection: dict[str, Any] | None = None  # candidates tried (vidx.index.select), None when not selected
     scratch: str | None = None  # temporary folder holding `ivfdata` until published (distributed builds)
+    qps: dict[str, Any] | None = None  # measure_qps at the chosen nprobe: a report, never a decision input
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig, params: IndexParams | None = None) -> BuiltIndex:
@@ -96,7 +100,7 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, params: IndexParams | Non
         _, exact_ids = exact_search(vectors, queries, RECALL_K + 1)
         truth = drop_self(exact_ids, query_rows, RECALL_K)
         nprobe, recall = _choose_nprobe(index, params, queries, query_rows=query_rows, exact_ids=truth,
-                                        target=cfg.target_recall)
+                                        vectors=vectors, target=cfg.target_recall)
         faiss.extract_index_ivf(index).nprobe = nprobe
     seconds = time.perf_counter() - started
     LOG.info("built %s over %d x %d in %.1f s: recall@10 %.3f at nprobe %d",
@@ -104,7 +108,25 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, params: IndexParams | Non
     index_bytes, memory_bytes = index_memory(index)
     return BuiltIndex(index=index, params=params, nprobe=nprobe, recall_at_10=recall, n=n, dim=dim,
                       build_seconds=seconds, eval_queries=len(query_rows) if params.is_ivf else 0,
-                      index_bytes=index_bytes, memory_bytes=memory_bytes)
+                      index_bytes=index_bytes, memory_bytes=memory_bytes,
+                      qps=measure_qps(index, params, vectors[query_rows], nprobe or None))
+
+
+def measure_qps(index: faiss.Index, params: IndexParams, queries: np.ndarray, nprobe: int | None) -> dict[str, Any]:
+    """Queries per second of one batched top-10 search of `queries` at `nprobe`, timed once.
+
+    Recorded in the manifest so that a slow choice (a large nprobe) is visible. It depends on the
+    machine and its load, so it is a report only: nothing the build decides or tests assert reads it.
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(q) == 0:
+        return {"queries_per_second": None, "nprobe": nprobe or 0, "queries": 0, "k": RECALL_K}
+    search(index, params, q[:8], RECALL_K, nprobe)  # warm-up: the first call allocates
+    t0 = time.perf_counter()
+    search(index, params, q, RECALL_K, nprobe)
+    seconds = time.perf_counter() - t0
+    return {"queries_per_second": round(len(q) / max(seconds, 1e-9), 1), "nprobe": nprobe or 0,
+            "queries": len(q), "k": RECALL_K, "threads": faiss.omp_get_max_threads()}
 
 
 def deserialize(data: np.ndarray | bytes) -> faiss.Index:
@@ -223,6 +245,41 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(hits.any(axis=2).sum(axis=1).mean() / exact_ids.shape[1])
 
 
+def recall_with_ties(approx_ids: np.ndarray, exact_ids: np.ndarray, queries: np.ndarray, db: np.ndarray,
+                     db_ids: np.ndarray | None = None) -> float:
+    """recall@k (k = exact_ids.shape[1]) in which ties with the k-th exact neighbour count as hits.
+
+    A result is a hit when it is one of the exact top k, or when its exact cosine with the query
+    reaches the k-th exact neighbour's (within TIE_TOLERANCE). Archives hold many identical clips
+    (static shots, black frames, repeated intros), so the k-th neighbour is often one of dozens of
+    equal vectors; counting only the ids exact search happened to list would score even an exact
+    search (IVF-Flat at nprobe = nlist) below 1. `db` holds the vectors of `db_ids` (sorted; None:
+    row i is id i); a result outside `db_ids` counts only through the id match (a miss, since the
+    exact neighbours are in `db`), so the estimate can only err low.
+    """
+    k = exact_ids.shape[1]
+    if k == 0:
+        return 1.0
+    ids = approx_ids[:, :k]
+    by_id = ((ids[:, :, None] == exact_ids[:, None, :]) & (ids[:, :, None] >= 0)).any(axis=2)
+    kth = _exact_scores(queries, exact_ids[:, -1:], db, db_ids)[:, 0]
+    scores = _exact_scores(queries, ids, db, db_ids)
+    hits = by_id | (scores >= kth[:, None] - TIE_TOLERANCE)
+    return float(hits.sum(axis=1).mean() / k)
+
+
+def _exact_scores(queries: np.ndarray, ids: np.ndarray, db: np.ndarray, db_ids: np.ndarray | None) -> np.ndarray:
+    """Exact cosines of each query with the vectors of its row of `ids`; -inf where unknown or -1."""
+    if db_ids is None:
+        pos, known = np.clip(ids, 0, len(db) - 1), (ids >= 0) & (ids < len(db))
+    else:
+        pos = np.clip(np.searchsorted(db_ids, ids), 0, len(db_ids) - 1)
+        known = (ids >= 0) & (db_ids[pos] == ids)
+    rows = np.asarray(db[pos.reshape(-1)], dtype=np.float32).reshape(*ids.shape, -1)
+    scores = np.einsum("qd,qkd->qk", np.asarray(queries, dtype=np.float32), rows)
+    return np.where(known, scores, -np.inf)
+
+
 def drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
     """The first `k` ids of each row other than the query's own id.
 
@@ -235,7 +292,7 @@ def drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
 
 
 def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray, *, query_rows: np.ndarray,
-                   exact_ids: np.ndarray, target: float) -> tuple[int, float]:
+                   exact_ids: np.ndarray, vectors: np.ndarray, target: float) -> tuple[int, float]:
     """Smallest power-of-two nprobe whose recall@10 reaches `target`.
 
     If none does, the sweep stops at nlist or once recall has plateaued, and returns the smallest
@@ -245,7 +302,7 @@ def _choose_nprobe(index: faiss.Index, params: IndexParams, queries: np.ndarray,
     seen: list[tuple[int, float]] = []
     for nprobe in probes:
         _, ids = search(index, params, queries, RECALL_K + 1, nprobe)
-        recall = recall_at_k(drop_self(ids, query_rows, RECALL_K), exact_ids)
+        recall = recall_with_ties(drop_self(ids, query_rows, RECALL_K), exact_ids, queries, vectors)
         LOG.debug("nprobe %d: recall@10 %.4f", nprobe, recall)
         if recall >= target:
             return nprobe, recall

@@ -142,14 +142,13 @@ def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, versio
         if manifest.get("table_version") == pinned:
             LOG.info("index %s already built from clips version %d: up to date", current, pinned)
             return BuildResult(model_id, pinned, None, True)
-    extra: dict[str, Any] = {}
-    if cfg.index.require_validation and not skip_validation:
-        from vidx.quality.records import require_validated
+    from vidx.quality.records import publish_gate
 
-        passed = require_validated(cfg.warehouse, model_id, pinned)  # DataQualityError when not
-        extra["validation"] = {"validation_id": passed["validation_id"], "results_uri": passed["results_uri"]}
-    else:
-        LOG.warning("building from clips version %d without checking its validation", pinned)
+    extra: dict[str, Any] = {}
+    # DataQualityError when the pinned version did not pass `vidx validate`
+    gate = publish_gate(cfg.warehouse, model_id, pinned, required=cfg.index.require_validation and not skip_validation)
+    if gate is not None:
+        extra["validation"] = gate
     ids, built = _build(cfg, model_id, pinned, spark)
     model: dict[str, Any] = load_model_record(cfg.warehouse, model_id) or {"model_id": model_id}
     published = publish_index(built, ids, warehouse=cfg.warehouse, model_id=model_id, table_version=pinned,

@@ -52,7 +52,7 @@ TMP_PREFIX = ".tmp-"
 _RESERVED_KEYS = frozenset({"format_version", "version", "model_id", "model", "table_version", "params",
                             "nprobe", "count", "dim", "recall_at_10", "eval_queries", "build_seconds",
                             "built_at", "files", "factory", "index_bytes", "memory_bytes", "bytes_per_vector",
-                            "on_disk", "selection"})
+                            "on_disk", "selection", "qps"})
 
 
 @dataclass
@@ -180,6 +180,8 @@ def _size_record(built: BuiltIndex) -> dict[str, Any]:
                               "bytes_per_vector": round(index_bytes / max(1, int(built.index.ntotal)), 2)}
     if built.selection is not None:
         record["selection"] = built.selection
+    if built.qps is not None:
+        record["qps"] = built.qps
     return record
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from vidx import storage
-from vidx.errors import ConfigError, IndexIntegrityError, IndexNotFoundError
+from vidx.errors import ConfigError, DataQualityError, IndexIntegrityError, IndexNotFoundError
 from vidx.index.pointer import read_current, swap_current
 from vidx.index.publish import (
     CURRENT_FILE,
@@ -52,6 +52,7 @@ class VersionInfo:
         return {"version": self.version, "current": self.current, "built_at": m.get("built_at"),
                 "count": m.get("count"), "dim": m.get("dim"), "factory": (m.get("params") or {}).get("factory"),
                 "nprobe": m.get("nprobe"), "recall_at_10": m.get("recall_at_10"),
+                "qps": (m.get("qps") or {}).get("queries_per_second"),
                 "table_version": m.get("table_version"),
                 "bytes": sum(int(f.get("bytes", 0)) for f in (m.get("files") or {}).values())}
 
@@ -139,22 +140,39 @@ def verify_version(warehouse: str, model_id: str, version: str) -> dict[str, Any
     return manifest
 
 
-def promote(warehouse: str, version: str, model_id: str | None = None) -> str | None:
-    """Point `CURRENT` at `version` after verifying its files. Returns the version it pointed at before."""
+def promote(warehouse: str, version: str, model_id: str | None = None, *,
+            require_validation: bool = True) -> str | None:
+    """Point `CURRENT` at `version` after verifying its files and, with `require_validation`, that the
+    clips version it was built from passed validation (the publish gate build-index uses:
+    DataQualityError otherwise). Returns the version it pointed at before."""
     model = resolve_model(warehouse, model_id) or ""
     seen = read_current(_model_root(warehouse, model))  # read first: a move during the (long) check is caught
-    _move(warehouse, model, version, seen)
+    _move(warehouse, model, version, seen, require_validation)
     return seen[0]
 
 
-def _move(warehouse: str, model: str, version: str, seen: tuple[str | None, str | None]) -> None:
-    verify_version(warehouse, model, version)
+def _move(warehouse: str, model: str, version: str, seen: tuple[str | None, str | None],
+          require_validation: bool) -> None:
+    manifest = verify_version(warehouse, model, version)
+    _gate(warehouse, model, version, manifest, require_validation)
     if seen[0] != version:
         swap_current(_model_root(warehouse, model), version, expected=seen)
+        LOG.info("%s: CURRENT %s -> %s", model, seen[0], version)
 
 
-def rollback(warehouse: str, model_id: str | None = None) -> tuple[str, str]:
-    """Promote the version published just before the current one. Returns (from, to)."""
+def _gate(warehouse: str, model: str, version: str, manifest: dict[str, Any], required: bool) -> None:
+    from vidx.quality.records import publish_gate
+
+    table_version = manifest.get("table_version")
+    if required and not isinstance(table_version, int):
+        raise DataQualityError(f"index version {version} of {model} does not record its clips version, so its "
+                               "validation cannot be checked; rebuild it (or pass --skip-validation)")
+    publish_gate(warehouse, model, int(table_version or 0), required=required)
+
+
+def rollback(warehouse: str, model_id: str | None = None, *, require_validation: bool = True) -> tuple[str, str]:
+    """Promote the version published just before the current one (through the same publish gate).
+    Returns (from, to)."""
     model = resolve_model(warehouse, model_id) or ""
     seen = read_current(_model_root(warehouse, model))
     current = seen[0]
@@ -165,7 +183,7 @@ def rollback(warehouse: str, model_id: str | None = None) -> tuple[str, str]:
     pos = names.index(current)
     if pos == 0:
         raise IndexNotFoundError(f"{current} is the oldest version of {model}: nothing to roll back to")
-    _move(warehouse, model, names[pos - 1], seen)  # fails if CURRENT moved since it was read
+    _move(warehouse, model, names[pos - 1], seen, require_validation)  # fails if CURRENT moved since it was read
     return current, names[pos - 1]
 
 

@@ -84,7 +84,7 @@ def require_validated(warehouse: str, model_id: str, table_version: int) -> dict
         raise DataQualityError(
             f"clips version {table_version} of {model_id} was never validated, so no index is published "
             f"from it. Run `vidx validate --warehouse {warehouse} --version {table_version}` first "
-            "(or, in development only, `vidx build-index --skip-validation`).")
+            "(or, in development only, pass --skip-validation).")
     if not row["success"]:
         failed = "; ".join(row["failed_expectations"]) or "see the results"
         raise DataQualityError(
@@ -93,3 +93,17 @@ def require_validated(warehouse: str, model_id: str, table_version: int) -> dict
             "validate the new version; nothing is published from a failed one.")
     LOG.info("clips version %d of %s passed validation %s", table_version, model_id, row["validation_id"])
     return row
+
+
+def publish_gate(warehouse: str, model_id: str, table_version: int, *, required: bool) -> dict[str, Any] | None:
+    """The one publish gate, for `vidx build-index` and `vidx index promote|rollback` alike.
+
+    `required` (index.require_validation and no --skip-validation): the passing validation of clips
+    `table_version` as {"validation_id", "results_uri"} for the manifest, DataQualityError when it
+    never passed. Not `required`: None, with a warning.
+    """
+    if not required:
+        LOG.warning("clips version %d of %s: publishing without checking its validation", table_version, model_id)
+        return None
+    passed = require_validated(warehouse, model_id, table_version)
+    return {"validation_id": passed["validation_id"], "results_uri": passed["results_uri"]}

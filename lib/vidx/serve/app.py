@@ -5,16 +5,16 @@ Endpoints: POST /search, GET /healthz, GET /readyz, GET /metrics, and clip-retri
 GET /thumb/{video_id}/{clip_idx} and GET /media/{video_id} (assets.py). Index loading and hot
 reload: reload.py.
 Error contract: a bad request gets a 4xx JSON `{"error": message}` (400 invalid, 404 unknown
-clip/indice, 413 body too large), 503 while no index is loaded; 500 only for bugs.
+clip/indice, 413 body too large), 503 while no index is loaded or, with `Retry-After`, while
+`serve.max_concurrent_requests` requests are in flight; 500 only for bugs. The request limits
+(limits.py) are middleware around every route, so routes added later get them too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,8 @@ from starlette.exceptions import HTTPException
 from vidx.config import VidxConfig
 from vidx.errors import IndexNotFoundError, QueryError
 from vidx.serve import assets, compat, ui
-from vidx.serve.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
+from vidx.serve.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware, RequestLimits
+from vidx.serve.metrics import Metrics, MetricsMiddleware
 from vidx.serve.payloads import SearchRequest, parse, read_json, run_search
 from vidx.serve.reload import IndexHolder
 
@@ -32,46 +33,6 @@ LOG = logging.getLogger(__name__)
 
 ENDPOINTS = frozenset({"/search", "/healthz", "/readyz", "/metrics", "/indices-list", "/knn-service", "/metadata",
                        "/"})
-
-
-class BodyLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length up front or while streaming
-    (a chunked body has no Content-Length), before they are buffered in memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, {"error": self._message(declared.decode(errors="replace"))})
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise QueryError(self._message(f"more than {self.max_bytes}"), status=413)
-            return message
-
-        await self.app(scope, limited, send)
-
-    def _message(self, size: str) -> str:
-        return f"request body of {size} bytes exceeds serve.max_body_bytes ({self.max_bytes})"
-
-
-async def _send_json(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -139,8 +100,10 @@ def create_app(cfg: VidxConfig, *, model_id: str | None = None, pretrained: str 
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    # Added inside out: metrics (outermost: also counts 413s and 503s), concurrency, body size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.serve.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: also counts 413s
+    app.add_middleware(ConcurrencyLimitMiddleware, limits=RequestLimits.from_config(cfg.serve))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

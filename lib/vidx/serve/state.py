@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,14 +19,12 @@ from PIL import Image
 
 from vidx.encode.embedder import encode_frames, encode_texts, prepare_image
 from vidx.errors import ModelMismatchError, QueryError
+from vidx.serve.limits import check_nprobe, open_query_image
 from vidx.serve.query import Modality, Searcher
 from vidx.serve.rows import ClipRows, Hit, RowFilter
 
 LOG = logging.getLogger(__name__)
 
-# Decoding a larger image would allocate hundreds of MB for one query; real query images are
-# photos or frames, far below this.
-MAX_QUERY_PIXELS = 40_000_000
 # Each widening multiplies nprobe by this until the probed lists hold k matching clips.
 NPROBE_WIDEN = 4
 
@@ -95,15 +92,13 @@ class ServedIndex:
             raise QueryError(f"image is not valid base64: {exc}") from exc
         model = self.searcher.model
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                w, h = img.size
-                if w * h > MAX_QUERY_PIXELS:
-                    raise QueryError(f"image is {w}x{h} pixels; at most {MAX_QUERY_PIXELS:,} are accepted")
+            # PNG/JPEG/WebP only, its pixels charged to the request's budget (serve.max_image_pixels)
+            with open_query_image(data) as img:
                 frame = prepare_image(img, model.image_size)
         # PIL reports unreadable or truncated data as OSError/ValueError, some malformed headers as
         # SyntaxError, and absurd sizes as DecompressionBombError: all are the client's bad image.
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise QueryError(f"image cannot be decoded ({type(exc).__name__}: {exc}); send a PNG or JPEG, "
+            raise QueryError(f"image cannot be decoded ({type(exc).__name__}: {exc}); send a PNG, JPEG or WebP, "
                              "base64-encoded") from exc
         return encode_frames(model, np.array(frame[None]), batch_size=1)[0]  # a writable copy for torch
 
@@ -130,6 +125,7 @@ class ServedIndex:
         back whenever k clips match. With IVF, the probed lists may hold fewer than k matching
         clips; nprobe then widens until they do (at nlist every list is scanned).
         """
+        check_nprobe(nprobe)  # a client's nprobe, within serve.max_nprobe
         query = vector.reshape(1, -1)
         if flt is None or not flt.active:
             return self.searcher.search_vectors(query, k, nprobe, modality=modality)[0]

@@ -97,11 +97,18 @@ def resolve_pins(warehouse: str, specs: Sequence[str], model_id: str | None = No
 
 
 def connect(warehouse: str, pins: Pins | None = None) -> object:
-    """A DuckDB connection with `videos`, `clips`, `runs`, `validations` registered."""
+    """A DuckDB connection with `videos`, `clips`, `runs`, `validations` registered, and nothing else.
+
+    External access is off (`enable_external_access=false`, which cannot be turned back on in the
+    session): a query cannot read or write any file or URL (read_csv, read_text, COPY, ATTACH,
+    INSTALL...), so `vidx sql` is no way around the warehouse's or the machine's permissions. The
+    warehouse tables still work because pyarrow, not DuckDB, opens their files: each is a
+    registered Arrow dataset.
+    """
     import duckdb
 
     pins = pins or Pins()
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_external_access": False})
     for name in TABLE_NAMES:
         uri = table_uri(warehouse, name)
         if delta.table_exists(uri):
