@@ -38,7 +38,11 @@ LOG = logging.getLogger(__name__)
 # PIL identifies only these (Image.open(formats=...)): no TIFF, BMP, PSD, EPS... parsers reachable
 # from a request, and every accepted format states its size in a header read before decoding.
 QUERY_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/"})
+# The limit guards the CPU that queries spend (encoding, search). The page's assets, thumbnails and
+# media streams are I/O, and a paused <video> can hold its ranged response open for minutes: counted
+# against the same slots, a few viewers would lock every query out.
+UNLIMITED_PREFIXES = ("/static/", "/thumb/", "/media/")
 # A full server frees a slot within a search or two (milliseconds to a second).
 RETRY_AFTER_S = 1
 # Reading and dropping more than this to answer one oversized request is no longer worth it: past
@@ -134,7 +138,7 @@ class ConcurrencyLimitMiddleware:
             return
         token = _BUDGET.set(RequestBudget(self.limits))
         try:
-            if scope["path"] in UNLIMITED_PATHS:
+            if scope["path"] in UNLIMITED_PATHS or scope["path"].startswith(UNLIMITED_PREFIXES):
                 await self.app(scope, receive, send)
                 return
             if self.in_flight >= self.limits.max_concurrent:
