@@ -63,8 +63,7 @@ def demo_embed(device: str, small: bool) -> dict[str, Any]:
     from vidx.archive import list_archive, plan_units
     from vidx.config import load_config
     from vidx.encode.models import ModelSpec, load_model
-    from vidx.encode.precision import decide_precision
-    from vidx.encode.registry import Recipe, clips_model_id
+    from vidx.encode.registry import plan_in_process
     from vidx.spark.stages import UNITS_IN, EmbedTask, _probe_one
     from vidx.synth import make_sample_archive
 
@@ -82,11 +81,10 @@ def demo_embed(device: str, small: bool) -> dict[str, Any]:
         rows = [{"bin": 0, "unit_id": u.unit_id, "video_id": u.video_id, "uri": u.uri, "start_s": u.start_s,
                  "end_s": u.end_s, "duration_s": probes[u.video_id]["duration_s"]} for u in units]
         lm = load_model(ModelSpec(cfg.encode.model, cfg.encode.pretrained), device="cpu")
-        # As the embed driver does (vidx.spark.embed.plan_model, which needs deltalake): decide the
-        # precision once for the device kind, then the recipe's model_id.
-        precision, rule = decide_precision(lm, cfg.encode, "cuda" if dev.startswith("cuda") else "cpu")
-        cfg = cfg.with_overrides({"encode.precision": precision})
-        model_id = clips_model_id(lm.model_id, Recipe.from_config(cfg, frame_size=lm.image_size, precision=precision))
+        # As the embed driver does (without recording it: no deltalake here): precision decided once
+        # for the device kind, then the recipe's model_id.
+        cfg, model_id = plan_in_process(cfg, lm, "cuda" if dev.startswith("cuda") else "cpu")
+        precision = cfg.encode.precision
         clips_dir = work / f"clips-{dev.split(':')[0]}"
         task = EmbedTask(cfg=cfg, run_id="gpu-check", model_id=model_id, clips_uri=str(clips_dir))
         t0 = time.perf_counter()
@@ -98,7 +96,7 @@ def demo_embed(device: str, small: bool) -> dict[str, Any]:
         frames = sum(r["n_frames"] or 0 for r in results if r["kind"] == "unit")
         out[dev.split(":")[0]] = {"videos": len(ok), "units": len(units), "clips": table.num_rows, "frames": frames,
                                   "wall_s": wall, "frames_per_s": frames / wall if wall else 0.0,
-                                  "model_id": model_id, "precision": precision, "precision_rule": rule}
+                                  "model_id": model_id, "precision": precision}
     if len(tables) == 2:
         a, b = (np.array(t.column("embedding").to_pylist(), dtype=np.float32) for t in tables.values())
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))

@@ -57,14 +57,13 @@ def bench_thumbnails(videos: list[Path], model: str, pretrained: str, pairs: int
     from vidx.config import load_config
     from vidx.decode.probe import probe
     from vidx.encode.models import ModelSpec, load_model
-    from vidx.encode.registry import clips_model_id
+    from vidx.encode.registry import plan_in_process
     from vidx.spark import stages
     from vidx.spark.stages import UNITS_IN, EmbedTask
 
     stages._MODELS.clear()  # the per-worker model cache: a previous model must not be reused
     base = load_config(env={}, overrides={"encode.model": model, "encode.pretrained": pretrained})
-    model_id = clips_model_id(load_model(ModelSpec(model, pretrained), device="cpu").model_id,
-                              base.encode.token_clustering)
+    base, model_id = plan_in_process(base, load_model(ModelSpec(model, pretrained), device="cpu"))
     rows = [{"bin": 0, "unit_id": f"{p.name}:0", "video_id": p.name, "uri": str(p), "start_s": 0.0,
              "end_s": float("inf"), "duration_s": probe(str(p)).duration_s} for p in videos]
     batch = pa.RecordBatch.from_pylist(rows, schema=UNITS_IN)

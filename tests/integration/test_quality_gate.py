@@ -257,5 +257,6 @@ def test_vacuum_takes_the_writer_lease(tmp_path, caplog):
         running.release()
     assert main(vacuum) == 0
     assert not pending.exists()
-    assert not (Path(warehouse) / "_vidx" / "lock.json").exists()  # vacuum released its lease
+    lease = json.loads((Path(warehouse) / "_vidx" / "lock.json").read_text())
+    assert lease["released"] and lease["run_id"] != "embed-run-in-progress"  # vacuum took, then released, the lease
     assert delta.read_table(table_uri(warehouse, "clips")).num_rows == 12

@@ -15,7 +15,7 @@ from vidx.config import load_config
 from vidx.decode.decoder import decode_range
 from vidx.decode.sampling import sample_times
 from vidx.encode.models import ModelSpec, load_model
-from vidx.encode.registry import clips_model_id
+from vidx.encode.registry import plan_in_process
 from vidx.synth import write_video
 from vidx.tables import delta, table_uri
 from vidx.tables.files import DataFile
@@ -62,8 +62,8 @@ def _run_task(tmp_path, name: str, video: str, monkeypatch, *, thumbnails: bool)
     monkeypatch.setattr(IsolatedDecoder, "decode", counting)
     monkeypatch.setattr(decord, "VideoReader", no_decoding_here)
     monkeypatch.setattr("av.open", no_decoding_here)
-    task = EmbedTask(cfg=cfg, run_id="t", model_id=clips_model_id(lm.model_id, cfg.encode.token_clustering),
-                     clips_uri=str(tmp_path / name / "clips"))
+    cfg, model_id = plan_in_process(cfg.with_overrides({"encode.precision": "fp32"}), lm)
+    task = EmbedTask(cfg=cfg, run_id="t", model_id=model_id, clips_uri=str(tmp_path / name / "clips"))
     unit = {"bin": 0, "unit_id": "u0", "video_id": "v", "uri": video, "start_s": 0.0, "end_s": float("inf"),
             "duration_s": 10.0}
     out = pa.Table.from_batches(list(task(iter([pa.RecordBatch.from_pylist([unit], schema=UNITS_IN)]))))

@@ -105,6 +105,17 @@ def clips_model_id(query_model_id: str, recipe: Recipe) -> str:
     return _slug(out)
 
 
+def plan_in_process(cfg: VidxConfig, lm: LoadedModel, device_kind: str = "cpu") -> tuple[VidxConfig, str]:
+    """For one-process tools (benchmarks, the GPU check, tests that call EmbedTask directly): decide
+    the precision once, here, as the embed driver does (`vidx.spark.embed.plan_model`, which also
+    records it in the warehouse), and return the config the tasks get plus their model_id."""
+    from vidx.encode.precision import decide_precision  # torch: only where a model is loaded anyway
+
+    precision, _ = decide_precision(lm, cfg.encode, device_kind)
+    cfg = cfg.with_overrides({"encode.precision": precision})
+    return cfg, clips_model_id(lm.model_id, Recipe.from_config(cfg, frame_size=lm.image_size, precision=precision))
+
+
 def model_record(lm: LoadedModel, recipe: Recipe, *, precision_rule: str | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {
         "record_format": RECORD_FORMAT, "model_id": clips_model_id(lm.model_id, recipe),
