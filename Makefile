@@ -63,7 +63,7 @@ test: install java lint typecheck airflow
 	$(BIN)/pytest tests -q --durations=15
 
 bench: install java
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf vidx-demo .pytest_cache .mypy_cache .ruff_cache
