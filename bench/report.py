@@ -46,11 +46,16 @@ def _x(v: float) -> str:
     return f"{v:.2f}×" if v < 10 else f"{v:.1f}×"
 
 
+def _n(v: float) -> str:
+    """A rate with about three significant digits, never in exponent form."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
 def decode_rows(d: dict[str, Any]) -> list[str]:
     lo, hi = d["speedup_range"]
     rows = [f"| **Decode**, 1 frame/s from 30 fps H.264: vidx (decord, seek by timestamp, resize in the decoder) "
             f"vs decoding every frame and keeping one a second (same library, native size), {d['n_files']} files "
-            f"| **{_x(d['speedup'])}** pooled: {d['sparse_fps']:.0f} vs {d['full_fps']:.1f} sampled frames/s "
+            f"| **{_x(d['speedup'])}** pooled: {_n(d['sparse_fps'])} vs {_n(d['full_fps'])} sampled frames/s "
             f"(all frames ÷ all seconds); geometric mean of the per-file ratios {_x(d['speedup_geomean'])} "
             f"[files {_x(lo)}–{_x(hi)}]; {_x(d['speedup_vs_resized'])} pooled against a baseline that also "
             f"resizes in the decoder | ≥ 5× |"]
@@ -60,7 +65,7 @@ def decode_rows(d: dict[str, Any]) -> list[str]:
         if g is None:
             continue
         each = ", ".join(f"{files[name]['height']}p {_x(files[name]['speedup'])}" for name in g["files"])
-        rows.append(f"| {label} | **{_x(g['speedup'])}** pooled ({g['sparse_fps']:.0f} vs {g['full_fps']:.1f} "
+        rows.append(f"| {label} | **{_x(g['speedup'])}** pooled ({_n(g['sparse_fps'])} vs {_n(g['full_fps'])} "
                     f"frames/s), geometric mean {_x(g['speedup_geomean'])}; per file: {each} | |")
     return rows
 
@@ -72,7 +77,7 @@ def encode_rows(e: dict[str, Any], e250: dict[str, Any]) -> list[str]:
             f"vidx's embed path (decode threads + isolated decoders + cross-unit batches + encode) ÷ bare forward "
             f"of prepared tensors; median of {len(e['efficiency_pairs'])} paired runs (each pipeline run over "
             f"the bare run next to it) | **{e['efficiency']:.2f}** on {e['gop_frames']:.0f}-frame GOPs [pairs "
-            f"{lo:.2f}–{hi:.2f}; medians {e['pipeline_ips']:.1f} vs {e['bare_ips']:.1f} images/s]; "
+            f"{lo:.2f}–{hi:.2f}; medians {_n(e['pipeline_ips'])} vs {_n(e['bare_ips'])} images/s]; "
             f"{e250['efficiency']:.2f} on {e250['gop_frames']:.0f}-frame GOPs [pairs {lo2:.2f}–{hi2:.2f}] | ≥ 0.90 |"]
 
 
@@ -84,7 +89,7 @@ def clustering_rows(t: dict[str, Any]) -> list[str]:
     return [f"| **Token clustering**, {big['model']} defaults (after block {c['layer']}, {c['segments']} segments, "
             f"{c['centers']} medoids), decoded video; clustered and exact path both {big['precision']} (what "
             f"`encode.precision=auto` picks here) | **{_x(v['speedup'])}** encoder images/s "
-            f"({v['clustered_ips']:.1f} vs {v['baseline_ips']:.1f}), fidelity cosine **{v['fidelity_cosine']:.3f}** "
+            f"({_n(v['clustered_ips'])} vs {_n(v['baseline_ips'])}), fidelity cosine **{v['fidelity_cosine']:.3f}** "
             f"(min {v['fidelity_cosine_min']:.3f}), overlap@10 **{v['overlap_at_10']:.3f}** | ≥ 1.3× at ≥ 0.95 |",
             f"| — trained {tiny['model']} {tiny['pretrained']} (block {w['clustering']['layer']}), decoded captioned "
             f"scenes, {tiny['precision']} | {_x(w['speedup'])}, fidelity {w['fidelity_cosine']:.3f}, overlap@10 "

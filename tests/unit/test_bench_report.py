@@ -70,7 +70,7 @@ def fake_result(load_at_start: float = 0.3, load_at_end: float = 1.9) -> dict:
 
 def test_table_quotes_pooled_speedup_geomean_and_paired_median():
     text = render(fake_result())
-    assert "**2.73×** pooled: 55 vs 20.0 sampled frames/s" in text  # (60/1.1) / (60/3): not the mean 6.0×
+    assert "**2.73×** pooled: 54.5 vs 20.0 sampled frames/s" in text  # (60/1.1) / (60/3): not the mean 6.0×
     assert "geometric mean of the per-file ratios 4.47×" in text
     assert "**0.90** on 25-frame GOPs [pairs 0.60–0.95" in text  # median of pairs, not 57/60 = 0.95
     assert "median of 3 paired runs" in text
