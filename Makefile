@@ -73,7 +73,7 @@ test: install java lint typecheck airflow browser
 	$(BIN)/pytest tests -q --durations=15
 
 bench: install java
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Container images (outside `make test`): buildah + crun, chroot isolation, on a Debian base made by
 # debootstrap (no registry pulls). image-cpu also smoke-runs `vidx demo` inside the image. Needs

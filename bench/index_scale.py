@@ -11,7 +11,9 @@ fixed seed, so the set is identical between runs.
 
 `--queries` more vectors are generated than indexed and searched as unseen queries (recall@10 vs
 exact search), next to the build's own measurement on held-out rows of the data.
-Writes bench/results/index_scale_<n>x<dim>.json.
+Writes bench/results/index_scale_<n>x<dim>.json (or --out PATH), with the load average at start and
+end: build seconds and QPS mean little when other work shared the cores. `python -m bench.report`
+renders its README row.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import platform
 import resource
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,11 @@ def single_query_qps(built: Any, vectors: np.ndarray, n_queries: int = 500) -> f
     return n_queries / seconds
 
 
+def _cpu_name() -> str:
+    with open("/proc/cpuinfo") as fh:
+        return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -77,8 +85,10 @@ def main() -> None:
     ap.add_argument("--intrinsic", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--out", help="result JSON (default bench/results/index_scale_<n>x<dim>.json)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    started_at, load_at_start = datetime.now(UTC).isoformat(), os.getloadavg()
     started = time.perf_counter()
     generated = clustered(args.n + args.queries, args.dim, clusters=args.clusters, intrinsic=args.intrinsic,
                           seed=args.seed)
@@ -90,7 +100,8 @@ def main() -> None:
     _, exact = exact_search(vectors, unseen, 10)
     _, approx = search(built.index, built.params, unseen, 10)
     result = {
-        "n": args.n, "dim": args.dim, "generator": vars(args) | {"noise": 0.02, "spread": 0.5},
+        "n": args.n, "dim": args.dim,
+        "generator": {k: v for k, v in vars(args).items() if k != "out"} | {"noise": 0.02, "spread": 0.5},
         "index_config": cfg.model_dump(), "params": asdict(built.params), "factory": built.params.factory,
         "nprobe": built.nprobe, "recall_at_10": built.recall_at_10, "eval_queries": built.eval_queries,
         "recall_at_10_unseen_queries": recall_at_k(approx, exact),
@@ -100,10 +111,12 @@ def main() -> None:
         "single_query_qps_1_thread": round(single_query_qps(built, vectors), 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "faiss": faiss.__version__},
+                    "cpu": _cpu_name(), "faiss": faiss.__version__},
+        "started_at": started_at, "finished_at": datetime.now(UTC).isoformat(),
+        "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"index_scale_{args.n}x{args.dim}.json"
+    out = Path(args.out) if args.out else RESULTS / f"index_scale_{args.n}x{args.dim}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(out)  # temp-then-rename: a reader never sees half a result

@@ -1,16 +1,33 @@
 """`make bench`: decode, encode, token clustering, Spark overhead and thumbnail cost, side by side in one run.
 
-Writes bench/results/<UTC time>.json. Videos are generated (30 fps H.264, 360p and 1080p); set
-BENCH_VIDEOS=/path/to/folder to also measure real footage. Figures are throughput on THIS machine;
-nothing here is a test threshold.
+Writes bench/results/<UTC time>.json (or --out PATH). Videos are generated (30 fps H.264, 360p and
+1080p); set BENCH_VIDEOS=/path/to/folder to also measure real footage. Figures are throughput on
+THIS machine; nothing here is a test threshold. How figures are combined: bench/summary.py.
+`python -m bench.report RESULT.json` prints the README's performance table from the JSON.
+
+Each Spark case runs in a fresh process (`python -m bench.run --case spark ...`): its first run is
+cold (new JVM, new Python workers importing torch), the second warm, in that same process.
+
+Keys other tools read (stable; `vidx plan` takes its per-frame costs from them):
+  machine.cores                      CPU cores the figures were measured on
+  encode.model, encode.precision     the encoder and the precision `encode.precision=auto` chose
+  encode.pipeline_ips                frames/s through vidx's whole embed path (decode + encode),
+                                     median of the paired runs; 1 / it = wall seconds per frame
+  encode.bare_ips                    frames/s of the bare forward pass (median of the paired runs)
+  encode.decode_thread_s_per_frame   decoder-thread seconds per frame inside the embed path
+  decode.sparse_fps                  sampled frames/s of vidx's sparse decode, pooled over the files
+  decode.files[].sparse_s / sampled  per-file seconds and frames behind it
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,8 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.summary import summarise_decode, summarise_pairs
+
 LOG = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+FORMAT = 2  # 2: pooled decode speed-ups, paired-run efficiency, decided precision, Spark cases in fresh processes
+ENCODE_PAIRS = 5  # (bare, pipeline) pairs per encode case; their order alternates
 
 
 def machine() -> dict[str, Any]:
@@ -67,11 +89,13 @@ def bench_decode(path: Path, image_size: int = 224) -> dict[str, Any]:
     kept, full_s = decode_all()
     w, h = _decord_size(info, image_size)
     _, resized_s = decode_all(width=w, height=h)
-    sparse_fps, full_fps = len(sparse.times) / sparse_s, kept / full_s
+    sampled = len(sparse.times)
+    sparse_fps, full_fps, resized_fps = sampled / sparse_s, kept / full_s, kept / resized_s
+    # Raw frames and seconds are kept so that summaries pool totals (bench.summary), not ratios.
     return {"file": path.name, "duration_s": info.duration_s, "height": info.height, "fps": info.fps,
-            "gop_frames": _gop(path), "sampled": len(sparse.times), "sparse_fps": sparse_fps, "full_fps": full_fps,
-            "speedup": sparse_fps / full_fps, "full_resized_fps": kept / resized_s,
-            "speedup_vs_resized": resized_s / sparse_s}
+            "gop_frames": _gop(path), "sampled": sampled, "sparse_s": sparse_s, "kept": kept, "full_s": full_s,
+            "resized_s": resized_s, "sparse_fps": sparse_fps, "full_fps": full_fps, "full_resized_fps": resized_fps,
+            "speedup": sparse_fps / full_fps, "speedup_vs_resized": sparse_fps / resized_fps}
 
 
 def _gop(path: Path) -> float:
@@ -83,7 +107,26 @@ def _gop(path: Path) -> float:
     return len(flags) / max(1, sum(flags))
 
 
-def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int) -> dict[str, Any]:
+def auto_precision(model: str, pretrained: str) -> str:
+    """The precision `encode.precision=auto` picks for this model on this machine, decided once per bench
+    run (as a run decides once on its driver) so every case of that model uses the same one."""
+    from vidx.encode.models import ModelSpec, load_model
+    from vidx.encode.precision import with_precision
+
+    return with_precision(load_model(ModelSpec(model, pretrained), device="cpu"), "auto")[1]
+
+
+def at_precision(lm: Any, precision: str) -> Any:
+    """`lm` with its weights in an already decided precision."""
+    from vidx.encode.precision import with_precision
+
+    out, used = with_precision(lm, precision)  # type: ignore[arg-type]
+    if used != precision:
+        raise RuntimeError(f"{lm.model_id}: asked for {precision}, got {used}")
+    return out
+
+
+def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int, precision: str) -> dict[str, Any]:
     """Bare forward (tensor prepared) vs vidx's whole embed path (decode, prefetch, batch, encode).
 
     Steady state, as inside a long Spark task: one untimed pass starts the decoder subprocesses and
@@ -93,11 +136,10 @@ def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int) ->
     from vidx.encode.batcher import decode_ahead, encode_batched
     from vidx.encode.embedder import encode_frames
     from vidx.encode.models import ModelSpec, load_model
-    from vidx.encode.precision import with_precision
     from vidx.spark.stages import _decode_unit
 
     cfg = load_config(env={}, overrides={"encode.model": model, "encode.pretrained": pretrained})
-    lm, precision = with_precision(load_model(ModelSpec(model, pretrained), device="cpu"), "auto")
+    lm = at_precision(load_model(ModelSpec(model, pretrained), device="cpu"), precision)
     x = torch.randn(batch, 3, lm.image_size, lm.image_size).to(next(lm.model.parameters()).dtype)
 
     def bare() -> float:
@@ -123,23 +165,28 @@ def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int) ->
     with torch.inference_mode():
         lm.model.encode_image(x)
     pipeline()  # warm-up: decoder subprocesses, allocator, first batches
-    # Alternate the two, three times each, and keep medians: on a shared 2-core VM single
-    # measurements of the same forward pass varied by +-30% here.
+    # Pairs of adjacent runs, in alternating order so that drift hits both kinds alike: on a shared
+    # 2-core VM single measurements of the same forward pass varied by +-30% here. Efficiency is the
+    # median of the per-pair ratios (bench.summary.summarise_pairs).
     bares, rates, n, decode_s = [], [], 0, 0.0
-    for _ in range(3):
-        bares.append(bare())
-        n, seconds, decode_s = pipeline()
-        rates.append(n / seconds)
-    bare_ips, pipeline_ips = float(np.median(bares)), float(np.median(rates))
-    return {"model": model, "precision": precision, "batch": batch, "bare_ips": bare_ips, "pipeline_ips": pipeline_ips,
-            "efficiency": pipeline_ips / bare_ips, "bare_runs": bares, "pipeline_runs": rates, "frames": n,
-            "videos": len(videos), "gop_frames": _gop(videos[0]), "decode_thread_s_per_frame": decode_s / max(1, n)}
+    for i in range(ENCODE_PAIRS):
+        for kind in ("bare", "pipeline")[:: 1 if i % 2 == 0 else -1]:
+            if kind == "bare":
+                bares.append(bare())
+            else:
+                n, seconds, spent = pipeline()
+                rates.append(n / seconds)
+                decode_s += spent
+    return {"model": model, "pretrained": pretrained, "precision": precision, "batch": batch,
+            **summarise_pairs(bares, rates), "pairs": ENCODE_PAIRS, "frames": n, "videos": len(videos),
+            "gop_frames": _gop(videos[0]), "decode_thread_s_per_frame": decode_s / max(1, n * ENCODE_PAIRS)}
 
 
 def bench_spark(videos_dir: Path, workdir: Path, model: str, pretrained: str) -> dict[str, Any]:
     """`vidx embed` on local[2] vs the same work in-process: list, probe (the same isolated decoder),
     plan, then every unit through EmbedTask (model load, decode, encode, Parquet). The first Spark run
-    includes the session start and fresh Python workers; the second (a new warehouse) reuses them."""
+    includes the session start and fresh Python workers; the second (a new warehouse) reuses them.
+    Cold only means cold in a fresh process: main() runs this through spark_in_fresh_process."""
     import pyarrow as pa
 
     from vidx.archive import list_archive, plan_units
@@ -160,6 +207,9 @@ def bench_spark(videos_dir: Path, workdir: Path, model: str, pretrained: str) ->
     t0 = time.perf_counter()
     run_embed(config("w-warm"), str(videos_dir))
     warm_wall = time.perf_counter() - t0
+    from vidx.spark import stages
+
+    stages._MODELS.clear()  # in-process pays its model load, as each Spark worker does
     t0 = time.perf_counter()
     files = list_archive(str(videos_dir), cfg.archive.extensions)
     durations = {f.video_id: _probe_one(f.uri, cfg)["duration_s"] for f in files}
@@ -174,7 +224,32 @@ def bench_spark(videos_dir: Path, workdir: Path, model: str, pretrained: str) ->
     inprocess = time.perf_counter() - t0
     return {"local_wall_s": local_wall, "warm_wall_s": warm_wall, "inprocess_wall_s": inprocess,
             "overhead": local_wall / inprocess, "warm_overhead": warm_wall / inprocess, "videos": len(files),
-            "frames": report.frames, "clips": report.clips, "model": cfg.encode.model, "result_batches": len(out)}
+            "frames": report.frames, "clips": report.clips, "model": cfg.encode.model, "result_batches": len(out),
+            "precision_setting": cfg.encode.precision}
+
+
+def spark_in_fresh_process(videos_dir: Path, workdir: Path, model: str, pretrained: str) -> dict[str, Any]:
+    """bench_spark in a new Python process (new JVM, new Python workers): `python -m bench.run --case spark`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "spark-case.json"
+    cmd = [sys.executable, "-m", "bench.run", "--case", "spark", "--model", model, "--pretrained", pretrained,
+           "--videos", str(videos_dir), "--workdir", str(workdir), "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    result: dict[str, Any] = json.loads(out.read_text())
+    # the whole child, Python start and imports included: what a fresh `vidx embed` costs on top
+    return {**result, "fresh_process": True, "process_wall_s": time.perf_counter() - t0}
+
+
+def spark_case(args: argparse.Namespace) -> None:
+    """The child side of spark_in_fresh_process: one case, its JSON to --out, the session stopped."""
+    from pyspark.sql import SparkSession
+
+    result = bench_spark(Path(args.videos), Path(args.workdir), args.model, args.pretrained)
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+    write_json(Path(args.out), result)
 
 
 def video_frames(paths: list[Path], lm: Any, limit: int) -> torch.Tensor:
@@ -196,15 +271,19 @@ def video_frames(paths: list[Path], lm: Any, limit: int) -> torch.Tensor:
     return frames_to_tensor(np.concatenate(chunks)[:limit], lm).float()
 
 
-def bench_token_clustering(model: str, pretrained: str, layer: int, footage: dict[str, list[Path]]) -> dict[str, Any]:
-    """Speed and fidelity of token clustering for one model, on rendered scenes and on decoded video."""
+def bench_token_clustering(model: str, pretrained: str, layer: int, footage: dict[str, list[Path]],
+                           precision: str) -> dict[str, Any]:
+    """Speed and fidelity of token clustering for one model, on rendered scenes and on decoded video.
+
+    Clustered and exact paths both run at `precision` (what `auto` picks here, as in the encode case):
+    a clustered bf16 model against an exact fp32 one would credit bf16's speed to the clustering."""
     from vidx.encode.centerclip import TokenClustering
     from vidx.encode.centerclip_bench import bench_token_clustering as bench
     from vidx.encode.models import ModelSpec, load_model
 
-    lm = load_model(ModelSpec(model, pretrained), device="cpu")
+    lm = at_precision(load_model(ModelSpec(model, pretrained), device="cpu"), precision)
     clustering = TokenClustering(enabled=True, layer=layer)
-    out: dict[str, Any] = {"model": model, "pretrained": pretrained,
+    out: dict[str, Any] = {"model": model, "pretrained": pretrained, "precision": precision,
                            "rendered": dict(bench(lm.model, frames_per_clip=4, n_clips=24, clustering=clustering))}
     for name, paths in footage.items():
         if paths:
@@ -252,52 +331,69 @@ def _real_videos(folder: str | None) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in DEFAULT_EXTENSIONS)
 
 
-def summarise_decode(files: list[dict[str, Any]]) -> dict[str, Any]:
-    def mean(key: str, rows: list[dict[str, Any]]) -> float:
-        return float(np.mean([r[key] for r in rows]))
-
-    by_gop = {}
-    for gop in sorted({round(f["gop_frames"]) for f in files}):
-        rows = [f for f in files if round(f["gop_frames"]) == gop]
-        by_gop[str(gop)] = {"speedup": mean("speedup", rows), "speedup_vs_resized": mean("speedup_vs_resized", rows)}
-    return {"sparse_fps": mean("sparse_fps", files), "full_fps": mean("full_fps", files),
-            "speedup": mean("speedup", files), "speedup_vs_resized": mean("speedup_vs_resized", files),
-            "by_gop_frames": by_gop, "files": files}
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    tmp.replace(path)  # temp-then-rename: a reader never sees half a result
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="result JSON (default bench/results/<UTC time>.json)")
+    ap.add_argument("--case", choices=["all", "spark"], default="all", help="spark: one Spark case (a child run)")
+    ap.add_argument("--model", help="--case spark: encoder")
+    ap.add_argument("--pretrained", help="--case spark: weights")
+    ap.add_argument("--videos", help="--case spark: archive folder")
+    ap.add_argument("--workdir", help="--case spark: scratch folder")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.case == "spark":
+        spark_case(args)
+        return
     model = os.environ.get("BENCH_MODEL", "ViT-B-32")
-    result: dict[str, Any] = {"machine": machine(), "started_at": datetime.now(UTC).isoformat(),
-                              "load_avg_1m_at_start": os.getloadavg()[0]}
+    result: dict[str, Any] = {"format": FORMAT, "machine": machine(), "started_at": datetime.now(UTC).isoformat(),
+                              "load_avg_1m_at_start": os.getloadavg()[0], "load_avg_at_start": os.getloadavg()}
+    # decided once per model and used by every case of it (encode and token clustering alike)
+    precision = {model: auto_precision(model, "random"), "vidx-tiny": auto_precision("vidx-tiny", "synthetic-v1")}
+    result["precision"] = {"auto_chose": precision, "decided_by": "vidx.encode.precision.with_precision(lm, 'auto')"}
     with tempfile.TemporaryDirectory(prefix="vidx-bench-") as tmp:
         root = Path(tmp)
         videos = make_videos(root)
         real = _real_videos(os.environ.get("BENCH_VIDEOS"))
         result["decode"] = summarise_decode([bench_decode(p) for p in videos["decode"] + real[:5]])
-        result["encode"] = bench_encode(videos["archive_gop1s"], model, "random", 32)
-        result["encode_gop250"] = bench_encode(videos["archive"], model, "random", 32)
+        result["encode"] = bench_encode(videos["archive_gop1s"], model, "random", 32, precision[model])
+        result["encode_gop250"] = bench_encode(videos["archive"], model, "random", 32, precision[model])
         footage = {"video_archive": videos["archive"][:4], "video_world": videos["world"], "bench_videos": real[:5]}
-        runs = {f"{model}/random": bench_token_clustering(model, "random", 6, footage),
-                "vidx-tiny/synthetic-v1": bench_token_clustering("vidx-tiny", "synthetic-v1", 2, footage)}
+        runs = {f"{model}/random": bench_token_clustering(model, "random", 6, footage, precision[model]),
+                "vidx-tiny/synthetic-v1": bench_token_clustering("vidx-tiny", "synthetic-v1", 2, footage,
+                                                                 precision["vidx-tiny"])}
         head = runs[f"{model}/random"]["video_archive"]
         result["token_clustering"] = {
             **{key: head[key] for key in ("speedup", "fidelity_cosine", "overlap_at_10")},
+            "precision": precision[model], "trained_precision": precision["vidx-tiny"],
+            "trained_speedup": runs["vidx-tiny/synthetic-v1"]["video_world"]["speedup"],
             "trained_fidelity_cosine": runs["vidx-tiny/synthetic-v1"]["video_world"]["fidelity_cosine"],
             "trained_overlap_at_10": runs["vidx-tiny/synthetic-v1"]["video_world"]["overlap_at_10"], "runs": runs}
-        result["spark"] = bench_spark(root / "archive", root / "spark", model, "random")
-        result["spark_vidx_tiny"] = bench_spark(root / "archive", root / "spark-tiny", "vidx-tiny", "synthetic-v1")
+        result["spark"] = spark_in_fresh_process(root / "archive", root / "spark", model, "random")
+        result["spark_vidx_tiny"] = spark_in_fresh_process(root / "archive", root / "spark-tiny", "vidx-tiny",
+                                                           "synthetic-v1")
         # embed with and without clip thumbnails (thumbnails.enabled), paired alternating runs
         from bench.thumbnails import bench_thumbnails
 
         result["thumbnails"] = {spec: bench_thumbnails(videos["archive"][:6], *spec.split(":", 1))
                                 for spec in ("vidx-tiny:synthetic-v1", f"{model}:random")}
     result["finished_at"] = datetime.now(UTC).isoformat()
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(result, indent=2, default=float))
-    print(json.dumps({k: v for k, v in result.items() if k != "token_clustering"}, indent=2, default=float))
-    print(f"wrote {path}")
+    result["load_avg_at_end"] = os.getloadavg()
+    path = Path(args.out) if args.out else RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    write_json(path, result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("token_clustering", "decode")}, indent=2,
+                     default=float))
+    print(f"wrote {path}; README table: python -m bench.report {path}")
 
 
 if __name__ == "__main__":
