@@ -136,6 +136,7 @@ def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int, pr
     from vidx.encode.batcher import decode_ahead, encode_batched
     from vidx.encode.embedder import encode_frames
     from vidx.encode.models import ModelSpec, load_model
+    from vidx.decode.source import TaskDownloads
     from vidx.spark.stages import _decode_unit
 
     cfg = load_config(env={}, overrides={"encode.model": model, "encode.pretrained": pretrained})
@@ -154,8 +155,8 @@ def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int, pr
 
     def pipeline() -> tuple[int, float, float]:
         t0, n, decode_s = time.perf_counter(), 0, 0.0
-        decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size), workers=cfg.decode.workers,
-                               prefetch=cfg.decode.prefetch)
+        decoded = decode_ahead(units, lambda u: _decode_unit(cfg, u, lm.image_size, TaskDownloads({})),
+                               workers=cfg.decode.workers, prefetch=cfg.decode.prefetch)
         for item in encode_batched(decoded, lambda f: encode_frames(lm, f, batch_size=len(f)), batch_size=batch,
                                    dim=lm.dim):
             n += 0 if item.embeddings is None else len(item.embeddings)
