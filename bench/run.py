@@ -133,10 +133,10 @@ def bench_encode(videos: list[Path], model: str, pretrained: str, batch: int, pr
     warms the model, then the same units are timed again.
     """
     from vidx.config import load_config
+    from vidx.decode.source import TaskDownloads
     from vidx.encode.batcher import decode_ahead, encode_batched
     from vidx.encode.embedder import encode_frames
     from vidx.encode.models import ModelSpec, load_model
-    from vidx.decode.source import TaskDownloads
     from vidx.spark.stages import _decode_unit
 
     cfg = load_config(env={}, overrides={"encode.model": model, "encode.pretrained": pretrained})
