@@ -11,7 +11,7 @@ from vidx.index.build import exact_search, search
 from vidx.index.from_table import build_from_warehouse
 from vidx.index.publish import load_index
 from vidx.quality.validate import validate_warehouse
-from vidx.tables import delta, table_uri, write_data_file
+from vidx.tables import clips_layout, delta, table_uri, write_clip_files, write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
 DIM, N_VIDEOS, CLIPS_PER_VIDEO = 64, 120, 100  # 12,000 clips
@@ -31,13 +31,15 @@ def _write_clips(warehouse: str, vectors: np.ndarray, txn: int, model_id: str, s
         "video_id": vid, "clip_idx": pa.array(idx, pa.int32()), "start_s": idx * 4.0, "end_s": idx * 4.0 + 4.0,
         "n_frames": pa.array(np.full(n, 4), pa.int32()), "frame_ts": [[float(s)] for s in idx * 4.0],
         "model_id": [model_id] * n, "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
-        "run_id": ["r"] * n, "segment_embeddings": pa.nulls(n, CLIPS_SCHEMA.field("segment_embeddings").type)},
+        "run_id": ["r"] * n, "segment_embeddings": pa.nulls(n, CLIPS_SCHEMA.field("segment_embeddings").type),
+        "video_bucket": pa.nulls(n, pa.int32())},
         schema=CLIPS_SCHEMA)
     if shuffle:  # files and rows out of (video_id, clip_idx) order: the reader must sort
         table = table.take(np.random.default_rng(0).permutation(n))
     uri = table_uri(warehouse, "clips")
-    files = [write_data_file(table.slice(lo, 4000), table_uri=uri, partition_values={"model_id": model_id},
-                             name_hint=f"t{lo}") for lo in range(0, n, 4000)]
+    files = [f for lo in range(0, n, 4000)
+             for f in write_clip_files(table.slice(lo, 4000), clips_uri=uri, layout=clips_layout(uri),
+                                       model_id=model_id, name_hint=f"t{lo}")]
     delta.commit_files(files, table_uri=uri, schema=CLIPS_SCHEMA, partition_by=CLIPS_PARTITION_BY,
                        app_id="test", txn_version=txn)
 

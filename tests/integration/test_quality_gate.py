@@ -20,7 +20,7 @@ from vidx.index.from_table import build_from_warehouse
 from vidx.index.publish import current_version, load_manifest
 from vidx.quality.records import latest_validation
 from vidx.quality.validate import validate_warehouse
-from vidx.tables import delta, table_uri, write_data_file
+from vidx.tables import clips_layout, delta, table_uri, write_clip_files, write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
 DIM = 16
@@ -50,15 +50,16 @@ def video_rows(vid: str, *, n_clips: int = 3, status: str = "ok") -> tuple[Row, 
 def commit(warehouse: str, videos: list[Row], clips: list[Row], run: str, batch: int = 1) -> int:
     """Commit like the embed driver does: clips then videos, both tagged with (run, batch)."""
     meta = {"vidx.run_id": run, "vidx.batch": batch, "vidx.model_id": MODEL}
-    for name, rows, schema, part in (("clips", clips, CLIPS_SCHEMA, CLIPS_PARTITION_BY),
-                                     ("videos", videos, VIDEOS_SCHEMA, VIDEOS_PARTITION_BY)):
-        uri = table_uri(warehouse, name)
-        values = {"model_id": MODEL} if part else {}
-        f = write_data_file(pa.Table.from_pylist(rows, schema=schema), table_uri=uri, partition_values=values,
-                            name_hint=run)
-        delta.commit_files([f], table_uri=uri, schema=schema, partition_by=part, app_id=f"test:{run}",
-                           txn_version=batch, metadata=meta)
-    return int(delta.latest_version(table_uri(warehouse, "clips")))
+    clips_uri, videos_uri = table_uri(warehouse, "clips"), table_uri(warehouse, "videos")
+    files = write_clip_files(pa.Table.from_pylist(clips, schema=CLIPS_SCHEMA), clips_uri=clips_uri,
+                             layout=clips_layout(clips_uri), model_id=MODEL, name_hint=run)
+    delta.commit_files(files, table_uri=clips_uri, schema=CLIPS_SCHEMA, partition_by=CLIPS_PARTITION_BY,
+                       app_id=f"test:{run}", txn_version=batch, metadata=meta)
+    f = write_data_file(pa.Table.from_pylist(videos, schema=VIDEOS_SCHEMA), table_uri=videos_uri,
+                        partition_values={}, name_hint=run)
+    delta.commit_files([f], table_uri=videos_uri, schema=VIDEOS_SCHEMA, partition_by=VIDEOS_PARTITION_BY,
+                       app_id=f"test:{run}", txn_version=batch, metadata=meta)
+    return int(delta.latest_version(clips_uri))
 
 
 def clean_warehouse(root: Path) -> str:

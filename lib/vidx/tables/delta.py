@@ -89,9 +89,13 @@ def _add_missing_columns(table: DeltaTable, table_uri: str, schema: pa.Schema) -
 
 def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema, partition_by: list[str],
                  app_id: str, txn_version: int, mode: Literal["append"] = "append",
-                 metadata: dict[str, Any] | None = None, removes: Sequence[Any] = ()) -> CommitInfo:
+                 metadata: dict[str, Any] | None = None, removes: Sequence[Any] = (),
+                 description: str | None = None) -> CommitInfo:
     """Commit already-written data files (and removals of old ones, e.g. `RemovedFile`s) in ONE
     Delta transaction tagged (app_id, txn_version).
+
+    `partition_by` and `description` apply when this commit creates the table; an existing table
+    keeps its own partition columns (Delta cannot change them), whatever `partition_by` says.
 
     Returns `skipped=True` without writing when that app transaction is already at or past
     `txn_version` (a re-run after a crash between commit and bookkeeping).
@@ -110,12 +114,13 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
         if table_exists(table_uri):
             table = _add_missing_columns(open_table(table_uri), table_uri, schema)
             table.create_write_transaction(
-                _actions(files, removes), mode=mode, schema=schema, partition_by=partition_by or None,
-                commit_properties=props)
+                _actions(files, removes), mode=mode, schema=schema,
+                partition_by=list(table.metadata().partition_columns) or None, commit_properties=props)
         else:
             adds = [a for a in _actions(files) if isinstance(a, AddAction)]
             create_table_with_add_actions(uri, DeltaSchema.from_arrow(schema), adds, mode=mode,
-                                          partition_by=partition_by or None, commit_properties=props)
+                                          partition_by=partition_by or None, description=description,
+                                          commit_properties=props)
     except CommitFailedError as exc:
         raise TableError(f"commit to {table_uri} failed ({exc}); another writer may be committing. "
                          "Re-run the same command: committed batches are skipped.") from exc
