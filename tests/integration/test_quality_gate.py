@@ -174,3 +174,34 @@ def test_gate_can_be_turned_off_by_config(tmp_path):
     cfg = load_config(env={"VIDX_INDEX__REQUIRE_VALIDATION": "false"}, overrides={"warehouse": warehouse})
     assert not cfg.index.require_validation
     assert build_from_warehouse(cfg).published is not None
+
+
+def test_validation_streams_bounded_groups_and_stays_exact(tmp_path, monkeypatch):
+    """The table is never read whole: rows are streamed into groups by video (5 here), GX checks every
+    group, per-video checks still see all clips of a video, and the failed share is exact overall."""
+    from vidx.quality import batches
+
+    warehouse = str(tmp_path / "w")
+    rows = [video_rows(f"v{i:02d}", n_clips=3) for i in range(48)] + [
+        video_rows(f"bad{i}", status="failed") for i in range(12)]   # 12 of 60 failed: 20 %
+    video, clips = video_rows("dup")
+    _duplicate(clips)
+    commit(warehouse, [v for v, _ in rows], [c for _, cs in rows for c in cs], "r1")
+    commit(warehouse, [video], clips, "r2", batch=2)  # the duplicate sits in another file and commit
+    monkeypatch.setattr(batches, "GROUP_ROWS", 30)   # 148 clips -> 5 groups
+
+    def whole_table(*args, **kwargs):
+        raise AssertionError("validation read a whole table")
+
+    monkeypatch.setattr(delta, "read_rows", whole_table)
+    monkeypatch.setattr(delta, "read_table", whole_table)
+    cfg = load_config(env={}, overrides={"warehouse": warehouse, "quality.max_failed_share": 0.197})
+    (rec,) = validate_warehouse(cfg)
+    assert rec.n_rows == 48 * 3 + 4 and rec.n_videos == 61
+    # 12 failed of 61 live videos = 0.1967: passes at 0.197 overall, though some groups are far above it
+    assert "clips: expect_compound_columns_to_be_unique(video_id, model_id, clip_idx)" in rec.failed_expectations
+    assert all(label.startswith("clips:") for label in rec.failed_expectations)  # the share passed
+    runs = {s["run"] for s in json.loads(Path(rec.results_uri).read_text())["suites"]}
+    assert len(runs) == 5 + 1  # five groups and the aggregate run
+    (rec,) = validate_warehouse(cfg, max_failed_share=0.196)
+    assert "videos: expect_column_mean_to_be_between(is_failed)" in rec.failed_expectations

@@ -30,8 +30,7 @@ class BuildResult:
 
 
 def clip_models(warehouse: str, *, version: int | None = None) -> list[str]:
-    ds = delta.to_dataset(table_uri(warehouse, "clips"), version=version)
-    return sorted(pc.unique(ds.to_table(columns=["model_id"])["model_id"]).to_pylist())
+    return delta.partition_values(table_uri(warehouse, "clips"), "model_id", version=version)
 
 
 def _pick_model(warehouse: str, version: int, model_id: str | None) -> str:

@@ -149,6 +149,15 @@ def read_rows(table_uri: str, *, version: int | None = None, columns: list[str] 
     return read_table(table_uri, version=version, columns=columns, filter=expr)
 
 
+def partition_values(table_uri: str, column: str, *, version: int | None = None) -> list[str]:
+    """Distinct values of partition column `column` at a version, from the log (no data file is read)."""
+    actions = pa.table(open_table(table_uri, version=version).get_add_actions(flatten=True))
+    name = f"partition.{column}"
+    if name not in actions.column_names:
+        raise TableError(f"{table_uri} is not partitioned by {column}")
+    return sorted(str(v) for v in pc.unique(actions[name]).to_pylist() if v is not None)
+
+
 def file_uris(table_uri: str, *, version: int | None = None) -> list[str]:
     """Data files of a version, for Spark: `spark.read.option("basePath", T).parquet(*uris)`."""
     return list(open_table(table_uri, version=version).file_uris())
