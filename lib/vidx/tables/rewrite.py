@@ -126,8 +126,8 @@ def drop_video_rows(table_uri: str, video_ids: set[str], *, partition: dict[str,
         keep = data.filter(pc.invert(hit))
         removes.append(RemovedFile(path, int(candidates["size_bytes"][i].as_py()), values))
         if keep.num_rows:
-            adds.append(write_data_file(keep, table_uri=table_uri, partition_values=values,
-                                        name_hint=f"{name_hint}-rw"))
+            adds.append(write_data_file(keep, table_uri=table_uri, name_hint=f"{name_hint}-rw",
+                                        partition_values={k: v for k, v in values.items() if v is not None}))
     LOG.info("%s: %d candidate files by partition and stats, %d held rows of the %d videos and are rewritten",
              table_uri, candidates.num_rows, len(removes), len(video_ids))
     return removes, adds
