@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -147,6 +148,18 @@ def read_rows(table_uri: str, *, version: int | None = None, columns: list[str] 
         term = pc.field(key) == value
         expr = term if expr is None else expr & term
     return read_table(table_uri, version=version, columns=columns, filter=expr)
+
+
+def data_files(table_uri: str, *, version: int | None = None, equals: dict[str, str] | None = None) -> pa.Table:
+    """The add actions of a version as Arrow (never Python rows): `path` as the log spells it, `rel_path`
+    (the file's path under the table root), `size_bytes`, `num_records`, `partition.<column>` and
+    the min/max/null_count stats columns; only files whose partition columns equal `equals`."""
+    actions = pa.table(open_table(table_uri, version=version).get_add_actions(flatten=True))
+    for column, value in (equals or {}).items():
+        actions = actions.filter(pc.equal(actions[f"partition.{column}"].cast(pa.string()), value))
+    # The log percent-encodes paths; once decoded they name the file under the table root.
+    rel = pa.array([unquote(p) for p in actions["path"].to_pylist()], pa.string())
+    return actions.append_column("rel_path", rel)
 
 
 def partition_values(table_uri: str, column: str, *, version: int | None = None) -> list[str]:

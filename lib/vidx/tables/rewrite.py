@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidx.storage import filesystem, join
-from vidx.tables.delta import open_table, table_exists
+from vidx.tables.delta import data_files, open_table, table_exists
 from vidx.tables.files import DataFile, write_data_file
 from vidx.tables.layout import BUCKET_COLUMN, bucket_filter, layout_of
 
@@ -68,21 +68,17 @@ def _covers_any(mins: pa.ChunkedArray, maxs: pa.ChunkedArray, targets: list[str]
 def candidate_files(table_uri: str, video_ids: set[str], partition: dict[str, str]) -> pa.Table:
     """Add actions (path, size_bytes, partition.*) of the files that may hold rows of `video_ids`
     within `partition` (column -> value): partition and bucket pruning, then per-id stats."""
-    table = open_table(table_uri)
-    part_cols = list(table.metadata().partition_columns)
-    actions = pa.table(table.get_add_actions(flatten=True))
-    keep = pa.array(np.ones(actions.num_rows, dtype=bool))
-    for column, value in partition.items():
-        keep = pc.and_(keep, pc.equal(actions[f"partition.{column}"].cast(pa.string()), value))
+    metadata = open_table(table_uri).metadata()
+    part_cols = list(metadata.partition_columns)
+    actions = data_files(table_uri, equals=partition)
     if BUCKET_COLUMN in part_cols:
-        buckets = bucket_filter(layout_of(table.metadata()), video_ids) or set()
+        buckets = bucket_filter(layout_of(metadata), video_ids) or set()
         values = pa.array(sorted(buckets), actions[f"partition.{BUCKET_COLUMN}"].type)
-        keep = pc.and_(keep, pc.is_in(actions[f"partition.{BUCKET_COLUMN}"], value_set=values))
-    actions = actions.filter(keep)
+        actions = actions.filter(pc.is_in(actions[f"partition.{BUCKET_COLUMN}"], value_set=values))
     if "min.video_id" in actions.column_names and "max.video_id" in actions.column_names:
         actions = actions.filter(pa.array(_covers_any(actions["min.video_id"], actions["max.video_id"],
                                                       sorted(video_ids))))
-    columns = ["path", "size_bytes", *[f"partition.{c}" for c in part_cols]]
+    columns = ["path", "rel_path", "size_bytes", *[f"partition.{c}" for c in part_cols]]
     return actions.select(columns)
 
 
@@ -115,7 +111,7 @@ def drop_video_rows(table_uri: str, video_ids: set[str], *, partition: dict[str,
     probe_columns = ["video_id", *(also_equal or {})]
     for i in range(candidates.num_rows):
         path = str(candidates["path"][i].as_py())
-        with fs.open_input_file(join(root, path)) as src:
+        with fs.open_input_file(join(root, str(candidates["rel_path"][i].as_py()))) as src:
             parquet = pq.ParquetFile(src)
             # The id column first (~2% of a clips file): min/max stats can only say "maybe".
             if not pc.any(_hits(parquet.read(columns=probe_columns), targets, also_equal)).as_py():
