@@ -260,9 +260,10 @@ def merge_ivf(base: Any, part: Any) -> None:
     corruption: random crashes once shards are many). Those lists - block-aligned, so nothing needs
     repacking - are appended here as whole blocks, then emptied in `part` before the merge.
     """
-    dst = faiss.downcast_InvertedLists(faiss.extract_index_ivf(base).invlists)
-    src = faiss.downcast_InvertedLists(faiss.extract_index_ivf(part).invlists)
-    if isinstance(dst, faiss.BlockInvertedLists):
+    faiss_any: Any = faiss  # BlockInvertedLists is missing from faiss' type stubs
+    dst: Any = faiss_any.downcast_InvertedLists(faiss.extract_index_ivf(base).invlists)
+    src: Any = faiss_any.downcast_InvertedLists(faiss.extract_index_ivf(part).invlists)
+    if isinstance(dst, faiss_any.BlockInvertedLists):
         block = int(dst.block_size)
         for lst in range(int(dst.nlist)):
             have, extra = int(dst.list_size(lst)), int(src.list_size(lst))
