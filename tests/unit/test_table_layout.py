@@ -183,3 +183,24 @@ def test_split_keeps_every_row_once(layout):
     parts = layout.split(table, MODEL)
     assert sum(p.num_rows for _, p in parts) == table.num_rows
     assert len(parts) == (len({video_bucket(v.video_id) for v in _files(30)}) if layout.bucketed else 1)
+
+
+def test_migrate_rewrites_an_old_table_into_buckets(tmp_path, capsys):
+    from vidx.cli import main
+
+    root = str(tmp_path)
+    legacy = ClipsLayout(("model_id",), 0)
+    files = _warehouse(root, legacy)
+    clips_uri = table_uri(root, "clips")
+    before = delta.read_table(clips_uri).sort_by([("video_id", "ascending"), ("clip_idx", "ascending")])
+    assert main(["tables", "migrate", "--warehouse", root]) == 0
+    assert '"migrated": true' in capsys.readouterr().out
+    assert clips_layout(clips_uri) == DEFAULT_LAYOUT
+    after = delta.read_table(clips_uri).sort_by([("video_id", "ascending"), ("clip_idx", "ascending")])
+    assert after.num_rows == before.num_rows == len(files) * CLIPS
+    for column in ("video_id", "clip_idx", "embedding", "run_id"):
+        assert after[column].equals(before[column]), column
+    assert after[BUCKET_COLUMN].to_pylist() == [video_bucket(v) for v in after["video_id"].to_pylist()]
+    assert delta.read_table(clips_uri, version=0).num_rows == before.num_rows  # time travel intact
+    assert main(["tables", "migrate", "--warehouse", root]) == 0
+    assert '"migrated": false' in capsys.readouterr().out

@@ -130,6 +130,24 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
     return CommitInfo(table_uri, version, False, len(files), rows)
 
 
+def overwrite(table_uri: str, reader: pa.RecordBatchReader, *, partition_by: list[str], description: str | None,
+              metadata: dict[str, Any] | None = None) -> int:
+    """Replace the table's rows, schema and partitioning with `reader`'s in ONE commit, streaming (the
+    older versions stay readable: time travel, vacuum). Returns the new version."""
+    from deltalake import WriterProperties, write_deltalake
+
+    try:
+        # Small row groups: delta-rs keeps one open writer per partition, each buffering a row group.
+        write_deltalake(_delta_uri(table_uri), reader, mode="overwrite", schema_mode="overwrite",
+                        partition_by=partition_by, description=description,
+                        writer_properties=WriterProperties(max_row_group_size=8192, compression="ZSTD"),
+                        commit_properties=CommitProperties(custom_metadata=metadata or {}))
+    except CommitFailedError as exc:
+        raise TableError(f"rewriting {table_uri} lost a race with another commit ({exc}); run it again "
+                         "when no embed run is writing") from exc
+    return int(open_table(table_uri).version())
+
+
 def to_dataset(table_uri: str, *, version: int | None = None) -> ds.Dataset:
     """A pyarrow dataset of a pinned table version (filter/projection pushdown for DuckDB, polars)."""
     return open_table(table_uri, version=version).to_pyarrow_dataset()

@@ -5,7 +5,8 @@ crc32(video_id) mod the table's bucket count, recorded in the table's descriptio
 created. Tables created before buckets existed are partitioned by model_id alone; they keep that
 layout (Delta cannot re-partition in place) and still work: their files carry video_bucket as a
 data column (schema evolution adds it), so min/max stats on it and on video_id still let readers
-skip files, only less well. `vidx tables migrate` rewrites such a table into the bucketed layout.
+skip files, only less well. `vidx tables migrate` (`migrate` below) rewrites such a table into the
+bucketed layout in one commit.
 
 Executors call `write_clip_files` with the layout the driver read (`clips_layout`), so they never
 open the Delta log; everything else asks `clips_layout` or `bucket_filter` instead of building
@@ -15,7 +16,7 @@ partition paths.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidx.tables.files import DataFile, write_data_file
-from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_VIDEO_BUCKETS, video_buckets
+from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, CLIPS_VIDEO_BUCKETS, video_buckets
 
 BUCKET_COLUMN = "video_bucket"
 _DESCRIPTION = "vidx clips: video_bucket = crc32(video_id) mod {buckets}"
@@ -106,3 +107,28 @@ def bucket_filter(layout: ClipsLayout, video_ids: Iterable[str]) -> set[int] | N
     ids = pa.array(sorted(set(video_ids)), pa.string())
     return set(pc.unique(video_buckets(ids, layout.buckets)).to_pylist())
 
+
+
+def migrate(clips_uri: str) -> int | None:
+    """Rewrite a model_id-only clips table into the bucketed layout in one commit, streaming batch by
+    batch; the new version number, or None when the table is bucketed already. Run `vidx tables
+    optimize` afterwards: the rewrite keeps scan order, and z-order makes each bucket's file stats
+    selective again."""
+    from vidx.tables import delta
+
+    if clips_layout(clips_uri).bucketed:
+        return None
+    dataset = delta.to_dataset(clips_uri)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in dataset.to_batches(batch_size=8_192, batch_readahead=2, fragment_readahead=1):
+            table = pa.Table.from_batches([batch])
+            table = pa.table({f.name: table[f.name] if f.name in table.column_names else pa.nulls(len(table), f.type)
+                              for f in CLIPS_SCHEMA}).cast(CLIPS_SCHEMA.remove_metadata())
+            table = table.set_column(CLIPS_SCHEMA.get_field_index(BUCKET_COLUMN), BUCKET_COLUMN,
+                                     video_buckets(table["video_id"], DEFAULT_LAYOUT.buckets))
+            yield from table.to_batches()
+
+    reader = pa.RecordBatchReader.from_batches(CLIPS_SCHEMA, batches())
+    return delta.overwrite(clips_uri, reader, partition_by=list(DEFAULT_LAYOUT.partition_by),
+                           description=description(DEFAULT_LAYOUT), metadata={"vidx.operation": "migrate"})
