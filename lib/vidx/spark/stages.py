@@ -244,6 +244,7 @@ def _clip_rows(task: EmbedTask, unit: dict[str, Any], item: Any) -> pa.Table:
         pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
         pa.array([task.model_id] * n, pa.string()), _list_array(pooled), pa.array([task.run_id] * n, pa.string()),
         _segments_array(item.segment_embeddings, n),
+        pa.nulls(n, pa.int32()),  # video_bucket: set by the writer (vidx.tables.layout)
     ], schema=_clips_schema())
 
 
