@@ -204,3 +204,26 @@ def test_migrate_rewrites_an_old_table_into_buckets(tmp_path, capsys):
     assert delta.read_table(clips_uri, version=0).num_rows == before.num_rows  # time travel intact
     assert main(["tables", "migrate", "--warehouse", root]) == 0
     assert '"migrated": false' in capsys.readouterr().out
+
+
+def test_file_stats_are_tested_against_the_ids_of_their_own_bucket(tmp_path):
+    """A bucket laid out as `tables optimize` leaves it (several files, each a sorted id range): only
+    the files holding one of 100 changed videos are candidates. Ids of other buckets fall inside the
+    ranges of every bucket's files, so testing each file against all ids would select ~50% more."""
+    from vidx.tables.rewrite import candidate_files
+
+    videos = sorted(_files(600), key=lambda f: (video_bucket(f.video_id), f.video_id))
+    uri = table_uri(str(tmp_path), "clips")
+    written = []
+    for lo in range(0, len(videos), 5):  # 5 videos per file, never across buckets
+        chunk = [v for v in videos[lo:lo + 5] if video_bucket(v.video_id) == video_bucket(videos[lo].video_id)]
+        rest = videos[lo + len(chunk):lo + 5]
+        for part in (chunk, rest):
+            if part:
+                written += write_clip_files(_clips(part), clips_uri=uri, layout=DEFAULT_LAYOUT, model_id=MODEL,
+                                            name_hint=f"c{lo}")
+    delta.commit_files(written, table_uri=uri, schema=CLIPS_SCHEMA, partition_by=CLIPS_PARTITION_BY, app_id="a",
+                       txn_version=1, description=description())
+    targets = {v.video_id for v in videos[::6]}
+    got = {uri + "/" + p for p in candidate_files(uri, targets, {"model_id": MODEL})["rel_path"].to_pylist()}
+    assert got == _holding(uri, targets) and len(written) > 120

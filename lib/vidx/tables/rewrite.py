@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from vidx.storage import filesystem, join
 from vidx.tables.delta import data_files, open_table, table_exists
 from vidx.tables.files import DataFile, write_data_file
-from vidx.tables.layout import BUCKET_COLUMN, bucket_filter, layout_of
+from vidx.tables.layout import BUCKET_COLUMN, layout_of
+from vidx_schemas import video_bucket
 
 LOG = logging.getLogger(__name__)
 
@@ -71,15 +72,26 @@ def candidate_files(table_uri: str, video_ids: set[str], partition: dict[str, st
     metadata = open_table(table_uri).metadata()
     part_cols = list(metadata.partition_columns)
     actions = data_files(table_uri, equals=partition)
-    if BUCKET_COLUMN in part_cols:
-        buckets = bucket_filter(layout_of(metadata), video_ids) or set()
-        values = pa.array(sorted(buckets), actions[f"partition.{BUCKET_COLUMN}"].type)
-        actions = actions.filter(pc.is_in(actions[f"partition.{BUCKET_COLUMN}"], value_set=values))
-    if "min.video_id" in actions.column_names and "max.video_id" in actions.column_names:
-        actions = actions.filter(pa.array(_covers_any(actions["min.video_id"], actions["max.video_id"],
-                                                      sorted(video_ids))))
     columns = ["path", "rel_path", "size_bytes", *[f"partition.{c}" for c in part_cols]]
-    return actions.select(columns)
+    has_stats = "min.video_id" in actions.column_names and "max.video_id" in actions.column_names
+    if BUCKET_COLUMN not in part_cols:
+        if has_stats:
+            actions = actions.filter(pa.array(_covers_any(actions["min.video_id"], actions["max.video_id"],
+                                                          sorted(video_ids))))
+        return actions.select(columns)
+    # Per bucket: a file is tested only against the ids of its own bucket (ids of other buckets
+    # would fall inside its range and select it for nothing).
+    buckets = layout_of(metadata).buckets
+    by_bucket: dict[int, list[str]] = {}
+    for video_id in sorted(video_ids):
+        by_bucket.setdefault(video_bucket(video_id, buckets), []).append(video_id)
+    parts = []
+    for bucket, ids in by_bucket.items():
+        mine = actions.filter(pc.equal(actions[f"partition.{BUCKET_COLUMN}"], bucket))
+        if has_stats:
+            mine = mine.filter(pa.array(_covers_any(mine["min.video_id"], mine["max.video_id"], ids)))
+        parts.append(mine.select(columns))
+    return pa.concat_tables(parts) if parts else actions.select(columns).slice(0, 0)
 
 
 def _hits(data: pa.Table, targets: pa.Array, also_equal: dict[str, str] | None) -> pa.ChunkedArray:
