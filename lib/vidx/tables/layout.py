@@ -9,20 +9,19 @@ skip files, only less well. `vidx tables migrate` (`migrate` below) rewrites suc
 bucketed layout in one commit.
 
 Executors call `write_clip_files` with the layout the driver read (`clips_layout`), so they never
-open the Delta log; everything else asks `clips_layout` or `bucket_filter` instead of building
-partition paths.
+open the Delta log; everything else asks `clips_layout` (and `vidx_schemas.video_bucket`) instead of
+building partition paths.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vidx.tables.files import DataFile, write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, CLIPS_VIDEO_BUCKETS, video_buckets
@@ -98,15 +97,6 @@ def write_clip_files(table: pa.Table, *, clips_uri: str, layout: ClipsLayout, mo
     """Write clips rows as one Parquet file per partition they fall in (executor side)."""
     return [write_data_file(part, table_uri=clips_uri, partition_values=values, name_hint=name_hint)
             for values, part in layout.split(table, model_id)]
-
-
-def bucket_filter(layout: ClipsLayout, video_ids: Iterable[str]) -> set[int] | None:
-    """The buckets holding `video_ids` when the layout has bucket partitions, else None."""
-    if not layout.bucketed:
-        return None
-    ids = pa.array(sorted(set(video_ids)), pa.string())
-    return set(pc.unique(video_buckets(ids, layout.buckets)).to_pylist())
-
 
 
 def migrate(clips_uri: str) -> int | None:
