@@ -1,9 +1,8 @@
 """Build an index over vectors that live in Spark: the driver trains once, partitions add, the driver merges.
 
 The source is a DataFrame of (`faiss_id` long, `embedding` array<float>) with ids 0..n-1, e.g. a
-pinned clips table read through its Delta log (README: `spark.read.option("basePath", T)
-.parquet(*DeltaTable(T).file_uris())`) with ids assigned in clip order, or `vectors_frame` over
-an in-memory matrix. Passes over the data:
+pinned clips table whose data files the executors read themselves, numbered from the Delta log
+(vidx.index.from_table.clips_frame), or `vectors_frame` over an in-memory matrix. Passes over the data:
 
 1. one aggregate: n, id range, distinct ids (skipped when the caller knows n: a table read by
    vidx.index.from_table numbers its rows from the Delta log);
