@@ -11,7 +11,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install java demo test lint typecheck unit integration e2e clean bench airflow browser image-tools image-cpu image-gpu image-query
+.PHONY: install java demo test lint typecheck unit integration e2e clean bench bench-scale airflow browser image-tools image-cpu image-gpu image-query
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "vidx needs Python 3.11 (torch 2.14.1 wheels)"'
@@ -90,6 +90,14 @@ image-gpu: image-tools
 
 image-query: image-tools
 	bash infra/docker/build.sh query
+
+# Scale rehearsal (issue 12): synthetic 1M/3M/10M x 512 warehouses, per-stage wall time and driver
+# peak RSS -> bench/results/scale-*.json. Hours on 2 cores; 10M needs ~45 GB free under SCALE_ROOT.
+# `make bench-scale SIZES=1000000` runs one size.
+SIZES ?= 1000000,3000000,10000000
+SCALE_ROOT ?= /tmp/vidx-bench-scale
+bench-scale: install java
+	$(BIN)/python -m bench.scale --sizes $(SIZES) --root $(SCALE_ROOT)
 
 clean:
 	rm -rf vidx-demo .pytest_cache .mypy_cache .ruff_cache

@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="re-embed every file (e.g. after a model change)")
     p.add_argument("--retry-failed", action="store_true", help="retry files that failed in earlier runs")
     p = sub.add_parser("tables", help="maintain the Delta tables")
-    p.add_argument("action", choices=["vacuum", "history", "optimize"],
-                   help="vacuum: delete unreferenced files; history: commits; optimize: compact + Z-order by video_id")
+    p.add_argument("action", choices=["vacuum", "history", "optimize", "migrate"],
+                   help="vacuum: delete unreferenced files; history: commits; optimize: compact + Z-order by video_id; "
+                        "migrate: rewrite a clips table of an older vidx into the video_bucket layout")
     p.add_argument("--table", choices=["videos", "clips", "runs", "validations"], action="append",
                    help="table(s) to act on (default: all)")
     p.add_argument("--retention-hours", type=int, default=168, help="vacuum: keep removed files this long (168)")
@@ -175,6 +176,8 @@ def cmd_tables(cfg: VidxConfig, args: argparse.Namespace) -> int:
     names = args.table or ["videos", "clips", "runs", "validations"]
     if args.action == "optimize":
         return _optimize_tables(cfg, names)
+    if args.action == "migrate":
+        return _migrate_clips(cfg)
     if args.action == "vacuum" and args.retention_hours < 168 and not args.force:
         raise VidxError(f"--retention-hours {args.retention_hours} is below Delta's 168 h retention check: "
                         "readers of older versions may lose files. Add --force if no run or reader is active.")
@@ -218,6 +221,19 @@ def _optimize_tables(cfg: VidxConfig, names: list[str]) -> int:
             uri = table_uri(cfg.warehouse, name)
             if delta.table_exists(uri):
                 print(json.dumps({"table": name, **delta.optimize(uri)}, default=str))
+    return 0
+
+
+def _migrate_clips(cfg: VidxConfig) -> int:
+    from datetime import UTC, datetime
+
+    from vidx.tables import table_uri
+    from vidx.tables.layout import migrate
+    from vidx.tables.lock import WarehouseLock
+
+    with WarehouseLock(cfg.warehouse, f"migrate-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"):
+        version = migrate(table_uri(cfg.warehouse, "clips"))
+    print(json.dumps({"table": "clips", "migrated": version is not None, "version": version}))
     return 0
 
 

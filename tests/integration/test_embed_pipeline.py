@@ -14,7 +14,7 @@ import pytest
 from tablekit import ok_videos_without_clips
 from vidx.decode.sampling import sample_times
 from vidx.index.build import exact_search, search
-from vidx.index.from_table import embeddings_matrix
+from vidx.index.from_table import embeddings_matrix, load_clips
 from vidx.index.params import choose_params
 from vidx.index.publish import load_index
 from vidx.tables import delta, table_uri
@@ -117,16 +117,20 @@ def test_index_recall_vs_exact_meets_manifest(embedded, test_config):
     assert manifest["count"] == _clips(test_config).num_rows == loaded.index.ntotal
     # 25-ish clips: below the PQ minimum, so the documented rule picks the exact index
     assert manifest["params"]["kind"] == choose_params(manifest["count"], manifest["dim"], test_config.index).kind
-    clips = _clips(test_config).sort_by([("video_id", "ascending"), ("clip_idx", "ascending")])
-    vectors = embeddings_matrix(clips["embedding"], manifest["dim"])
+    # the id map follows the pinned table's data files (in path order, rows in file order): faiss id
+    # i is row i of them, and every clip is there once
+    ids_map, vectors = load_clips(test_config.warehouse, manifest["model_id"], manifest["table_version"])
+    assert embeddings_matrix(_clips(test_config)["embedding"], manifest["dim"]).shape == vectors.shape
     _, exact = exact_search(vectors, vectors, 10)
     _, approx = search(loaded.index, loaded.params, vectors, 10, manifest["nprobe"] or None)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= manifest["recall_at_10"] - 1e-9 or recall >= test_config.index.target_recall
-    # the id map follows the pinned table: faiss id i is row i of the sorted clips
     ids = loaded.ids
-    assert ids["video_id"].to_pylist() == clips["video_id"].to_pylist()
-    assert ids["clip_idx"].to_pylist() == clips["clip_idx"].to_pylist()
+    assert ids.select(["faiss_id", "video_id", "clip_idx", "uri"]).equals(
+        ids_map.select(["faiss_id", "video_id", "clip_idx", "uri"]))
+    clips = _clips(test_config)
+    assert sorted(zip(ids["video_id"].to_pylist(), ids["clip_idx"].to_pylist(), strict=True)) == sorted(
+        zip(clips["video_id"].to_pylist(), clips["clip_idx"].to_pylist(), strict=True))
 
 
 def test_second_run_on_a_held_warehouse_stops_clearly(embedded, spark, sample_archive, test_config):

@@ -48,7 +48,8 @@ def test_candidates_cheapest_first_within_families() -> None:
         assert all(dim % c.params.m == 0 for c in cands if c.params.m)
         assert {c.params.kind for c in cands} == {"ivfpq", "opq", "ivfpq_refine", "ivfflat"}
     huge = select.candidates(400_000_000, 512, IndexConfig())
-    assert [c.params.factory for c in huge[:2]] == ["IVF131072,PQ64x8", "OPQ64,IVF131072,PQ64x8"]  # bytes/vector rule
+    assert [c.params.factory for c in huge[:4]] == ["IVF131072,PQ32x8", "OPQ32,IVF131072,PQ32x8",  # bytes/vector
+                                                    "IVF131072,PQ64x8", "OPQ64,IVF131072,PQ64x8"]
     only = select.candidates(1_000_000, 512, IndexConfig(candidates=("ivfflat",)))
     assert [c.params.factory for c in only] == ["IVF8192,Flat"]
 

@@ -22,7 +22,7 @@ from vidx.index.from_table import build_from_warehouse
 from vidx.index.publish import current_version, load_manifest
 from vidx.quality.records import latest_validation
 from vidx.quality.validate import validate_warehouse
-from vidx.tables import delta, table_uri, write_data_file
+from vidx.tables import clips_layout, delta, table_uri, write_clip_files, write_data_file
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
 DIM = 16
@@ -52,15 +52,16 @@ def video_rows(vid: str, *, n_clips: int = 3, status: str = "ok") -> tuple[Row, 
 def commit(warehouse: str, videos: list[Row], clips: list[Row], run: str, batch: int = 1) -> int:
     """Commit like the embed driver does: clips then videos, both tagged with (run, batch)."""
     meta = {"vidx.run_id": run, "vidx.batch": batch, "vidx.model_id": MODEL}
-    for name, rows, schema, part in (("clips", clips, CLIPS_SCHEMA, CLIPS_PARTITION_BY),
-                                     ("videos", videos, VIDEOS_SCHEMA, VIDEOS_PARTITION_BY)):
-        uri = table_uri(warehouse, name)
-        values = {"model_id": MODEL} if part else {}
-        f = write_data_file(pa.Table.from_pylist(rows, schema=schema), table_uri=uri, partition_values=values,
-                            name_hint=run)
-        delta.commit_files([f], table_uri=uri, schema=schema, partition_by=part, app_id=f"test:{run}",
-                           txn_version=batch, metadata=meta)
-    return int(delta.latest_version(table_uri(warehouse, "clips")))
+    clips_uri, videos_uri = table_uri(warehouse, "clips"), table_uri(warehouse, "videos")
+    files = write_clip_files(pa.Table.from_pylist(clips, schema=CLIPS_SCHEMA), clips_uri=clips_uri,
+                             layout=clips_layout(clips_uri), model_id=MODEL, name_hint=run)
+    delta.commit_files(files, table_uri=clips_uri, schema=CLIPS_SCHEMA, partition_by=CLIPS_PARTITION_BY,
+                       app_id=f"test:{run}", txn_version=batch, metadata=meta)
+    f = write_data_file(pa.Table.from_pylist(videos, schema=VIDEOS_SCHEMA), table_uri=videos_uri,
+                        partition_values={}, name_hint=run)
+    delta.commit_files([f], table_uri=videos_uri, schema=VIDEOS_SCHEMA, partition_by=VIDEOS_PARTITION_BY,
+                       app_id=f"test:{run}", txn_version=batch, metadata=meta)
+    return int(delta.latest_version(clips_uri))
 
 
 def clean_warehouse(root: Path) -> str:
@@ -260,3 +261,34 @@ def test_vacuum_takes_the_writer_lease(tmp_path, caplog):
     lease = json.loads((Path(warehouse) / "_vidx" / "lock.json").read_text())
     assert lease["released"] and lease["run_id"] != "embed-run-in-progress"  # vacuum took, then released, the lease
     assert delta.read_table(table_uri(warehouse, "clips")).num_rows == 12
+
+
+def test_validation_streams_bounded_groups_and_stays_exact(tmp_path, monkeypatch):
+    """The table is never read whole: rows are streamed into groups by video (5 here), GX checks every
+    group, per-video checks still see all clips of a video, and the failed share is exact overall."""
+    from vidx.quality import batches
+
+    warehouse = str(tmp_path / "w")
+    rows = [video_rows(f"v{i:02d}", n_clips=3) for i in range(48)] + [
+        video_rows(f"bad{i}", status="failed") for i in range(12)]   # 12 of 60 failed: 20 %
+    video, clips = video_rows("dup")
+    _duplicate(clips)
+    commit(warehouse, [v for v, _ in rows], [c for _, cs in rows for c in cs], "r1")
+    commit(warehouse, [video], clips, "r2", batch=2)  # the duplicate sits in another file and commit
+    monkeypatch.setattr(batches, "GROUP_ROWS", 30)   # 148 clips -> 5 groups
+
+    def whole_table(*args, **kwargs):
+        raise AssertionError("validation read a whole table")
+
+    monkeypatch.setattr(delta, "read_rows", whole_table)
+    monkeypatch.setattr(delta, "read_table", whole_table)
+    cfg = load_config(env={}, overrides={"warehouse": warehouse, "quality.max_failed_share": 0.197})
+    (rec,) = validate_warehouse(cfg)
+    assert rec.n_rows == 48 * 3 + 4 and rec.n_videos == 61
+    # 12 failed of 61 live videos = 0.1967: passes at 0.197 overall, though some groups are far above it
+    assert "clips: expect_compound_columns_to_be_unique(video_id, model_id, clip_idx)" in rec.failed_expectations
+    assert all(label.startswith("clips:") for label in rec.failed_expectations)  # the share passed
+    runs = {s["run"] for s in json.loads(Path(rec.results_uri).read_text())["suites"]}
+    assert len(runs) == 5 + 1  # five groups and the aggregate run
+    (rec,) = validate_warehouse(cfg, max_failed_share=0.196)
+    assert "videos: expect_column_mean_to_be_between(is_failed)" in rec.failed_expectations

@@ -79,3 +79,19 @@ def test_train_size_bounds(n: int, per_list: int) -> None:
 def test_invalid_sizes_raise(n: int, dim: int) -> None:
     with pytest.raises(IndexBuildError):
         choose_params(n, dim, CFG)
+
+
+def test_default_selection_fits_400m_x_512() -> None:
+    """issue 12 point 5: at 400M x 512 the default budget and families leave a candidate to build
+    (estimate only: PQ64, the old cheapest, needs ~29e9 B, over the 16 GiB default)."""
+    from vidx.index import select
+
+    n = 400_000_000
+    cands = select.candidates(n, 512, CFG)
+    fitting = [c for c in cands if c.estimate(n) <= CFG.max_memory]
+    assert [c.params.factory for c in fitting] == ["IVF131072,PQ32x8", "OPQ32,IVF131072,PQ32x8"]
+    assert fitting[0].per_vector == 40 and fitting[0].estimate(n) == 40 * n + 4 * (131072 * 512 + 256 * 512)
+    pq64 = next(c for c in cands if c.params.factory == "IVF131072,PQ64x8")
+    assert pq64.estimate(n) > CFG.max_memory
+    # where a dim/8 code fits, the coarser dim/16 one is not even tried
+    assert not any(c.params.m == 32 for c in select.candidates(1_000_000, 512, CFG))

@@ -10,7 +10,8 @@ import pytest
 
 from modelids import clips_id
 from vidx.errors import DataQualityError
-from vidx.quality.frames import _vector_facts, model_dim
+from vidx.quality.batches import vector_facts
+from vidx.quality.frames import model_dim
 from vidx.quality.suites import SuiteParams, clips_expectations, expectation_label, videos_expectations
 
 
@@ -18,11 +19,10 @@ def test_vector_facts_on_ragged_nan_and_null_embeddings():
     unit = (np.ones(4) / 2).tolist()
     column = pa.chunked_array([pa.array([unit, [3.0, 4.0], [1.0, float("nan")], None, []],
                                         pa.list_(pa.float32()))])
-    facts = _vector_facts(column)
-    assert facts["embedding_dim"].tolist()[:3] == [4, 2, 2] and facts["embedding_dim"][4] == 0
-    assert math.isnan(facts["embedding_dim"][3])                      # null embedding: no length
-    assert facts["embedding_nonfinite"].tolist() == [0, 0, 1, 0, 0]
-    norm = facts["embedding_norm"]
+    facts = vector_facts(column)
+    assert facts["embedding_dim"].to_pylist() == [4, 2, 2, None, 0]   # null embedding: no length
+    assert facts["embedding_nonfinite"].to_pylist() == [0, 0, 1, 0, 0]
+    norm = facts["embedding_norm"].to_numpy(zero_copy_only=False)
     assert norm[0] == pytest.approx(1.0) and norm[1] == pytest.approx(5.0) and math.isnan(norm[2])
 
 

@@ -1,21 +1,24 @@
 """Build an index over vectors that live in Spark: the driver trains once, partitions add, the driver merges.
 
 The source is a DataFrame of (`faiss_id` long, `embedding` array<float>) with ids 0..n-1, e.g. a
-pinned clips table read through its Delta log (README: `spark.read.option("basePath", T)
-.parquet(*DeltaTable(T).file_uris())`) with ids assigned in clip order, or `vectors_frame` over
-an in-memory matrix. Passes over the data:
+pinned clips table whose data files the executors read themselves, numbered from the Delta log
+(vidx.index.from_table.clips_frame), or `vectors_frame` over an in-memory matrix. Passes over the data:
 
-1. one aggregate: n, id range, distinct ids;
-2. fetch the training sample and the held-out queries to the driver (both are small: at most
-   256 x nlist and `index.eval_queries` rows; `spark.driver.maxResultSize` must exceed them);
+1. one aggregate: n, id range, distinct ids (skipped when the caller knows n: a table read by
+   vidx.index.from_table numbers its rows from the Delta log);
+2. fetch the training sample and the held-out queries to the driver (at most 256 x nlist and
+   `index.eval_queries` rows): each partition writes its rows to the scratch folder and the driver
+   reads them into one preallocated matrix, so nothing large goes through the JVM driver;
 3. exact top-k of the queries, computed per partition and merged on the driver;
 4. fetch the evaluation set (the queries' neighbours plus random rows, `index.select_sample`);
 5. per chosen candidate: the trained, empty index is broadcast (faiss.serialize_index bytes);
    each partition adds its rows with their faiss ids and writes one shard through vidx.storage to
    the scratch folder (a hidden `.tmp-build-*` folder under the model's index registry path);
-   the driver merges the shards in order of their smallest id, with `merge_from` in RAM, or with
-   `merge_ondisk` into an `index.ivfdata` file when the candidate's estimated size exceeds
-   `index.ondisk_above`.
+   the driver merges the shards in order of their smallest id, with `merge_from` in RAM (one shard
+   read at a time; refine codes copied straight into the index's preallocated code array), or
+   with `merge_ondisk` into an `index.ivfdata` file when the candidate's estimated size exceeds
+   `index.ondisk_above`. The driver's peak memory is the index plus one shard, plus the
+   training sample (freed before the fill; see vidx.index.select).
 
 The selection (vidx.index.select) is the same as a single-process build's, with the same seeded
 samples, so both choose the same index; when each partition holds ascending, contiguous ids
@@ -90,7 +93,7 @@ def remove_scratch(built: BuiltIndex) -> None:
 
 
 def build_index_distributed(spark: SparkSession, source: DataFrame, cfg: IndexConfig, *, scratch: str,
-                            dim: int | None = None) -> BuiltIndex:
+                            dim: int | None = None, n: int | None = None) -> BuiltIndex:
     """Choose, train (driver), fill (Spark partitions) and merge (driver) an index over `source`.
 
     `scratch` is the folder URI for shards (see scratch_uri); shards are deleted before returning.
@@ -100,13 +103,14 @@ def build_index_distributed(spark: SparkSession, source: DataFrame, cfg: IndexCo
     """
     started = time.perf_counter()
     frame = source.select("faiss_id", "embedding")
-    n = _check_ids(frame)
-    first = frame.first()
-    dim = dim or (len(first["embedding"]) if first is not None else 0)
+    n = n or _check_ids(frame)
+    if not dim:
+        first = frame.first()
+        dim = len(first["embedding"]) if first is not None else 0
     if choose_params(n, dim, cfg).kind == "flat":
-        return build_index(fetch_rows(frame, np.arange(n, dtype=np.int64), dim), cfg)
+        return build_index(fetch_rows(frame, np.arange(n, dtype=np.int64), dim, scratch=scratch), cfg)
     t0 = time.perf_counter()
-    data = spark_eval_set(frame, n, dim, cfg)
+    data = spark_eval_set(frame, n, dim, cfg, scratch=scratch)
     data.seconds = time.perf_counter() - t0
     shards_uri = storage.join(scratch, "shards")
     built: BuiltIndex | None = None
@@ -122,28 +126,57 @@ def build_index_distributed(spark: SparkSession, source: DataFrame, cfg: IndexCo
     return built
 
 
-def spark_eval_set(frame: DataFrame, n: int, dim: int, cfg: IndexConfig) -> select.EvalSet:
+def spark_eval_set(frame: DataFrame, n: int, dim: int, cfg: IndexConfig, *, scratch: str) -> select.EvalSet:
     """The same training sample, queries, neighbours and evaluation set as select.local_eval_set."""
     train_size = choose_train_size(n, choose_nlist(n), cfg.train_per_list)
     query_ids, train_rows = sample_rows(n, min(cfg.eval_queries, n), train_size, cfg.seed)
     wanted = np.union1d(query_ids, train_rows)
-    fetched = fetch_rows(frame, wanted, dim)
+    fetched = fetch_rows(frame, wanted, dim, scratch=scratch)
     queries = np.ascontiguousarray(fetched[np.searchsorted(wanted, query_ids)])
+    train = _compact(fetched, np.searchsorted(wanted, train_rows))
     keep = select.neighbours_kept(n, len(query_ids), cfg.select_sample)
     truth = drop_self(exact_topk(frame, queries, keep + 1, dim), query_ids, keep)
     db_ids = select.eval_db_ids(n, truth, cfg.select_sample, cfg.seed)
-    return select.EvalSet(train=fetched[np.searchsorted(wanted, train_rows)], query_ids=query_ids,
-                          queries=queries, truth=truth, db_ids=db_ids, db=fetch_rows(frame, db_ids, dim))
+    return select.EvalSet(train=train, query_ids=query_ids, queries=queries, truth=truth, db_ids=db_ids,
+                          db=fetch_rows(frame, db_ids, dim, scratch=scratch))
 
 
-def fetch_rows(frame: DataFrame, ids: np.ndarray, dim: int) -> np.ndarray:
-    """Vectors of the sorted `ids`, in that order (one filtered pass; the ids travel in the task closure)."""
-    table = frame.mapInArrow(functools.partial(_filter_rows, wanted=ids), "faiss_id long, embedding array<float>"
-                             ).toArrow().sort_by("faiss_id")
-    got = table["faiss_id"].to_numpy()
-    if len(got) != len(ids) or not np.array_equal(got, ids):
-        raise IndexBuildError(f"fetched {len(got)} of {len(ids)} sampled rows; faiss ids must be unique 0..n-1")
-    return _matrix(table["embedding"].combine_chunks(), dim)
+def _compact(rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """rows[keep] for ascending `keep`, moved to the front of `rows` in place (the training sample
+    is most of the fetched rows: a fancy-indexed copy would double the driver's largest array)."""
+    for lo in range(0, len(keep), 65_536):
+        part = keep[lo:lo + 65_536]  # sources at or after their destinations: a forward copy is safe
+        rows[lo:lo + len(part)] = rows[part]
+    return rows[:len(keep)]
+
+
+def fetch_rows(frame: DataFrame, ids: np.ndarray, dim: int, *, scratch: str) -> np.ndarray:
+    """Vectors of the sorted `ids`, in that order: one filtered pass (the ids travel in the task
+    closure) where each partition writes its rows under `scratch`; the driver reads them back one
+    file at a time into a preallocated matrix (nothing large is collected through the JVM)."""
+    folder = storage.join(scratch, f"rows-{uuid.uuid4().hex[:8]}")
+    task = functools.partial(_write_rows, wanted=ids, folder=folder)
+    parts = frame.mapInArrow(task, "uri string, count long").collect()
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    seen = np.zeros(len(ids), dtype=bool)
+    try:
+        for row in parts:
+            if not row["count"]:
+                continue
+            with pa.ipc.open_file(pa.BufferReader(storage.read_bytes(row["uri"]))) as reader:
+                table = reader.read_all()
+            got = table["faiss_id"].to_numpy()
+            pos = np.searchsorted(ids, got)
+            known = pos < len(ids)
+            if not known.all() or not np.array_equal(ids[pos], got) or seen[pos].any():
+                raise IndexBuildError("fetched rows with unknown or repeated faiss ids; ids must be unique 0..n-1")
+            out[pos] = _matrix(table["embedding"], dim)
+            seen[pos] = True
+    finally:
+        _remove_tree(folder)
+    if not seen.all():
+        raise IndexBuildError(f"fetched {int(seen.sum())} of {len(ids)} sampled rows; faiss ids must be unique 0..n-1")
+    return out
 
 
 def exact_topk(frame: DataFrame, queries: np.ndarray, k: int, dim: int) -> np.ndarray:
@@ -191,23 +224,71 @@ def _add_all(trained: faiss.Index, cand: select.Candidate, *, spark: SparkSessio
 
 
 def merge_shards(trained: faiss.Index, shards: list[Shard], n: int) -> faiss.Index:
-    """`merge_from` every shard into `trained`, in order (refine codes are placed by id)."""
+    """`merge_from` every shard into `trained`, one shard in memory at a time (refine codes go by id
+    straight into the refine index's code array, sized once: no second copy of them)."""
     index: Any = trained
     base: Any = faiss.downcast_index(index.base_index) if hasattr(index, "base_index") else index
     codes: np.ndarray | None = None
+    placed = 0
     for shard in shards:
         part = deserialize(storage.read_bytes(shard.uri))
-        base.merge_from(part, 0)  # ids were added explicitly, so no shift
+        merge_ivf(base, part)
+        del part
         if shard.codes_uri:
             with np.load(io.BytesIO(storage.read_bytes(shard.codes_uri))) as z:
+                ids, shard_codes = z["ids"], z["codes"]
                 if codes is None:
-                    codes = np.empty((n, z["codes"].shape[1]), np.uint8)
-                codes[z["ids"]] = z["codes"]
+                    codes = _refine_codes(index, n, shard_codes.shape[1])
+                codes[ids] = shard_codes
+                placed += len(ids)
     if codes is not None:
-        # The refine index numbers vectors 0..n-1 in add order, so codes go in faiss id order.
-        index.refine_index.add_sa_codes(codes)
+        # The refine index numbers vectors 0..n-1 in add order, so codes sit in faiss id order.
+        if placed != n:
+            raise IndexBuildError(f"shards carried refine codes of {placed} vectors, expected {n}")
+        index.refine_index.ntotal = n
         index.ntotal = n
     return index
+
+
+def merge_ivf(base: Any, part: Any) -> None:
+    """`base.merge_from(part, 0)` (ids were added explicitly, so no shift), around a faiss bug.
+
+    faiss 1.15's BlockInvertedLists::add_entries (the lists of fast-scan indexes) compares a list's
+    entry count with the block size in bytes: appending to a list that already holds a positive
+    multiple of `block_size` entries copies every block of the list again, past its end (heap
+    corruption: random crashes once shards are many). Those lists - block-aligned, so nothing needs
+    repacking - are appended here as whole blocks, then emptied in `part` before the merge.
+    """
+    faiss_any: Any = faiss  # BlockInvertedLists is missing from faiss' type stubs
+    dst: Any = faiss_any.downcast_InvertedLists(faiss.extract_index_ivf(base).invlists)
+    src: Any = faiss_any.downcast_InvertedLists(faiss.extract_index_ivf(part).invlists)
+    if isinstance(dst, faiss_any.BlockInvertedLists):
+        block = int(dst.block_size)
+        for lst in range(int(dst.nlist)):
+            have, extra = int(dst.list_size(lst)), int(src.list_size(lst))
+            if have and extra and have % block == 0:
+                _append_blocks(dst, src, lst, have, extra)
+                src.resize(lst, 0)
+    base.merge_from(part, 0)
+
+
+def _append_blocks(dst: Any, src: Any, lst: int, have: int, extra: int) -> None:
+    per, block = int(dst.n_per_block), int(dst.block_size)
+    dst.resize(lst, have + extra)
+    nbytes = -(-extra // per) * block
+    offset = have // per * block
+    faiss.rev_swig_ptr(dst.get_codes(lst), offset + nbytes)[offset:] = faiss.rev_swig_ptr(src.get_codes(lst), nbytes)
+    faiss.rev_swig_ptr(dst.get_ids(lst), have + extra)[have:] = faiss.rev_swig_ptr(src.get_ids(lst), extra)
+
+
+def _refine_codes(index: Any, n: int, code_size: int) -> np.ndarray:
+    """A writable (n, code_size) view of the refine index's own code array, resized to n vectors."""
+    refine: Any = faiss.downcast_index(index.refine_index)
+    if int(refine.code_size) != code_size or refine.ntotal:
+        raise IndexBuildError(f"refine codes of {code_size} B do not fit {type(refine).__name__} "
+                              f"({refine.code_size} B per vector, {refine.ntotal} already added)")
+    refine.codes.resize(n * code_size)
+    return faiss.rev_swig_ptr(refine.codes.data(), n * code_size).reshape(n, code_size)
 
 
 def _merge_on_disk(trained: faiss.Index, shards: list[Shard], scratch: str) -> tuple[faiss.Index, str]:
@@ -256,11 +337,41 @@ def _attach_vectors(batches: Iterator[pa.RecordBatch], shared: Any) -> Iterator[
                                          names=["faiss_id", "embedding"])
 
 
-def _filter_rows(batches: Iterator[pa.RecordBatch], wanted: np.ndarray) -> Iterator[pa.RecordBatch]:
+def _write_rows(batches: Iterator[pa.RecordBatch], wanted: np.ndarray, folder: str) -> Iterator[pa.RecordBatch]:
+    """Write this partition's rows whose faiss id is in `wanted` to one Arrow file under `folder`."""
+    from pyspark import TaskContext
+
+    kept = []
     for batch in batches:
         mask = np.isin(batch.column(0).to_numpy(), wanted, assume_unique=False)
         if mask.any():
-            yield batch.filter(pa.array(mask))
+            kept.append(batch.filter(pa.array(mask)))
+    count = sum(b.num_rows for b in kept)
+    uri = ""
+    if count:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, kept[0].schema) as writer:
+            for b in kept:
+                writer.write_batch(b)
+        ctx = TaskContext.get()
+        uri = storage.join(folder, f"part-{ctx.partitionId() if ctx else 0:05d}-{uuid.uuid4().hex[:8]}.arrow")
+        storage.write_bytes_atomic(uri, sink.getvalue().to_pybytes())
+    yield pa.RecordBatch.from_pydict({"uri": [uri], "count": [count]})
+
+
+def read_vectors(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """(uri, first_id) rows -> (faiss_id, embedding) batches of those Parquet files, in file order."""
+    import pyarrow.parquet as pq
+
+    for batch in batches:
+        for uri, first_id in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            fs, path = storage.filesystem(uri)
+            with fs.open_input_file(path) as src:
+                next_id = int(first_id)
+                for part in pq.ParquetFile(src).iter_batches(batch_size=8192, columns=["embedding"]):
+                    ids = pa.array(np.arange(next_id, next_id + part.num_rows, dtype=np.int64))
+                    next_id += part.num_rows
+                    yield pa.RecordBatch.from_arrays([ids, part.column(0)], names=["faiss_id", "embedding"])
 
 
 def _partition_topk(batches: Iterator[pa.RecordBatch], queries: np.ndarray, k: int,

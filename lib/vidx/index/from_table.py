@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from vidx import storage
 from vidx.config import VidxConfig
 from vidx.encode.registry import load_model_record
 from vidx.errors import IndexBuildError
@@ -19,6 +23,10 @@ from vidx.tables import delta, table_uri
 
 LOG = logging.getLogger(__name__)
 ID_COLUMNS = ["video_id", "clip_idx", "start_s", "end_s"]
+# Vectors per Spark partition of a distributed build: each partition becomes one shard that the
+# driver reads and merges whole, so a shard stays a small part of the index (500k x 456 B = 228 MB
+# for the largest refine candidate at 512-d).
+ROWS_PER_PARTITION = 500_000
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,7 @@ class BuildResult:
 
 
 def clip_models(warehouse: str, *, version: int | None = None) -> list[str]:
-    ds = delta.to_dataset(table_uri(warehouse, "clips"), version=version)
-    return sorted(pc.unique(ds.to_table(columns=["model_id"])["model_id"]).to_pylist())
+    return delta.partition_values(table_uri(warehouse, "clips"), "model_id", version=version)
 
 
 def _pick_model(warehouse: str, version: int, model_id: str | None) -> str:
@@ -58,58 +65,132 @@ def embeddings_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarra
     return np.ascontiguousarray(flat.reshape(len(arr), dim))
 
 
-SORT_KEYS = [("video_id", "ascending"), ("clip_idx", "ascending")]
+@dataclass(frozen=True)
+class SourceFile:
+    """One data file of the model at the pinned version: its rows get faiss ids first_id .. first_id+rows-1."""
+
+    uri: str
+    first_id: int
+    rows: int
 
 
-def _read_sorted(warehouse: str, model_id: str, version: int, columns: list[str]) -> pa.Table:
-    return delta.read_rows(table_uri(warehouse, "clips"), version=version, columns=columns,
-                           equals={"model_id": model_id}).sort_by(SORT_KEYS)
+def source_files(warehouse: str, model_id: str, version: int) -> list[SourceFile]:
+    """The model's data files in faiss-id order (by path: partition folder, then file name), from the
+    Delta log. Row r of a file is faiss id first_id + r: the numbering needs no sort, no shuffle and
+    no pass over the data, and the driver (ids.parquet) and the executors (vectors) agree on it."""
+    uri = table_uri(warehouse, "clips")
+    actions = delta.data_files(uri, version=version, equals={"model_id": model_id}).sort_by("rel_path")
+    rows = actions["num_records"].to_pylist()
+    out, first = [], 0
+    for rel, count in zip(actions["rel_path"].to_pylist(), rows, strict=True):
+        file_uri = storage.join(uri, rel)
+        n = int(count) if count is not None else _parquet_rows(file_uri)  # files written without stats
+        out.append(SourceFile(file_uri, first, n))
+        first += n
+    return out
 
 
-def _id_map(clips: pa.Table, warehouse: str, model_id: str) -> pa.Table:
-    videos = delta.read_rows(table_uri(warehouse, "videos"), columns=["video_id", "uri"],
-                             equals={"model_id": model_id})
-    uris = dict(zip(videos["video_id"].to_pylist(), videos["uri"].to_pylist(), strict=True))
-    ids = clips.select(ID_COLUMNS).append_column(
-        "uri", pa.array([uris.get(v, "") for v in clips["video_id"].to_pylist()], pa.string()))
-    return ids.add_column(0, "faiss_id", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+def _parquet_rows(uri: str) -> int:
+    fs, path = storage.filesystem(uri)
+    with fs.open_input_file(path) as src:
+        return int(pq.ParquetFile(src).metadata.num_rows)
+
+
+def read_file(uri: str, columns: list[str]) -> pa.Table:
+    fs, path = storage.filesystem(uri)
+    with fs.open_input_file(path) as src:
+        return pq.read_table(src, columns=columns)
+
+
+class _Uris:
+    """video_id -> uri of one model's videos, looked up in Arrow (no Python dict of every video)."""
+
+    def __init__(self, warehouse: str, model_id: str) -> None:
+        videos = delta.read_rows(table_uri(warehouse, "videos"), columns=["video_id", "uri"],
+                                 equals={"model_id": model_id})
+        self.ids, self.uris = videos["video_id"], videos["uri"]
+
+    def of(self, video_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+        pos = pc.index_in(video_ids, value_set=self.ids)
+        found = pc.take(self.uris, pc.fill_null(pos, 0)) if len(self.ids) else pa.nulls(len(video_ids), pa.string())
+        return pc.if_else(pc.is_null(pos), "", found)
+
+
+def _with_ids(clips: pa.Table, first_id: int, uris: _Uris) -> pa.Table:
+    ids = clips.select(ID_COLUMNS).append_column("uri", uris.of(clips["video_id"]))
+    return ids.add_column(0, "faiss_id", pa.array(np.arange(first_id, first_id + ids.num_rows, dtype=np.int64)))
 
 
 def load_ids(warehouse: str, model_id: str, version: int) -> pa.Table:
-    """The id map alone: row i (faiss id i) is the i-th clip by (video_id, clip_idx), with its uri."""
-    return _id_map(_read_sorted(warehouse, model_id, version, ID_COLUMNS), warehouse, model_id)
+    """The id map: row i (faiss id i) is the i-th clip in source_files order, with its video's uri."""
+    uris = _Uris(warehouse, model_id)
+    parts = [_with_ids(read_file(f.uri, ID_COLUMNS), f.first_id, uris)
+             for f in source_files(warehouse, model_id, version)]
+    return pa.concat_tables(parts) if parts else _with_ids(pa.table({c: [] for c in ID_COLUMNS}), 0, uris)
+
+
+def write_ids(warehouse: str, model_id: str, files: list[SourceFile], path: str) -> int:
+    """Stream the id map (see load_ids) into a local Parquet file, one data file at a time; its row count."""
+    uris = _Uris(warehouse, model_id)
+    writer: pq.ParquetWriter | None = None
+    n = 0
+    try:
+        for f in files:
+            part = _with_ids(read_file(f.uri, ID_COLUMNS), f.first_id, uris)
+            writer = writer or pq.ParquetWriter(path, part.schema)
+            writer.write_table(part)
+            n += part.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def load_clips(warehouse: str, model_id: str, version: int) -> tuple[pa.Table, np.ndarray]:
-    """The id map (see load_ids) and the vectors in the same order."""
-    clips = _read_sorted(warehouse, model_id, version, [*ID_COLUMNS, "embedding"])
-    dim = len(clips["embedding"][0]) if clips.num_rows else 0
-    return _id_map(clips, warehouse, model_id), embeddings_matrix(clips["embedding"], dim)
+    """The id map (see load_ids) and the vectors in the same order, in memory (driver builds, small N)."""
+    uris = _Uris(warehouse, model_id)
+    ids, vectors = [], []
+    dim = 0
+    for f in source_files(warehouse, model_id, version):
+        clips = read_file(f.uri, [*ID_COLUMNS, "embedding"])
+        ids.append(_with_ids(clips, f.first_id, uris))
+        dim = dim or (len(clips["embedding"][0]) if clips.num_rows else 0)
+        vectors.append(embeddings_matrix(clips["embedding"], dim))
+    if not ids:
+        return load_ids(warehouse, model_id, version), np.zeros((0, 0), np.float32)
+    return pa.concat_tables(ids), np.concatenate(vectors)
 
 
-def clips_frame(spark: Any, warehouse: str, model_id: str, version: int) -> Any:
-    """(faiss_id, embedding) on Spark, numbered in load_ids' order, read from the pinned version's
-    files (plain `spark.read.parquet(T)` would ignore the Delta log)."""
-    from pyspark.sql import functions as F
+def clips_frame(spark: Any, files: list[SourceFile], partitions: int) -> Any:
+    """(faiss_id, embedding) on Spark, numbered as source_files says, read by the executors from the
+    pinned version's data files (never through the driver). Partition p reads a contiguous run of
+    files, so its ids ascend and are contiguous: the shards merge into the single-process index."""
+    from vidx.index.distributed import read_vectors
 
-    uri = table_uri(warehouse, "clips")
-    files = [f for f in delta.file_uris(uri, version=version) if f"model_id={model_id}/" in f]
-    rows = (spark.read.option("basePath", uri).parquet(*files)
-            .select("video_id", "clip_idx", "embedding").orderBy("video_id", "clip_idx"))
-    numbered = rows.rdd.zipWithIndex().map(lambda pair: (pair[1], pair[0]["embedding"]))
-    frame = spark.createDataFrame(numbered, "faiss_id long, embedding array<float>")
-    return frame.withColumn("embedding", F.col("embedding").cast("array<float>"))
+    runs = _contiguous_runs(files, partitions)
+    rdd = spark.sparkContext.parallelize([[(f.uri, f.first_id) for f in run] for run in runs], len(runs))
+    frame = spark.createDataFrame(rdd.flatMap(lambda run: run), "uri string, first_id long")
+    return frame.mapInArrow(read_vectors, "faiss_id long, embedding array<float>")
 
 
-def _count(warehouse: str, model_id: str, version: int) -> int:
-    """Rows of one model at a version, from Parquet metadata: no data is read."""
-    ds = delta.to_dataset(table_uri(warehouse, "clips"), version=version)
-    return int(ds.count_rows(filter=pc.field("model_id") == model_id))
+def _contiguous_runs(files: list[SourceFile], partitions: int) -> list[list[SourceFile]]:
+    """`files` cut into at most `partitions` consecutive runs of about equal row counts."""
+    total = sum(f.rows for f in files)
+    per = max(1, -(-total // max(1, partitions)))
+    runs: list[list[SourceFile]] = [[]]
+    for f in files:
+        if runs[-1] and f.first_id >= per * len(runs):
+            runs.append([])
+        runs[-1].append(f)
+    return [r for r in runs if r]
 
 
-def _build(cfg: VidxConfig, model_id: str, pinned: int, spark: Any) -> tuple[pa.Table, BuiltIndex]:
-    """The id map and the index: on the driver below `index.distributed_above` vectors, else on Spark."""
-    n = _count(cfg.warehouse, model_id, pinned)
+def _build(cfg: VidxConfig, model_id: str, pinned: int, spark: Any, tmp: str) -> tuple[pa.Table | str, BuiltIndex]:
+    """The id map (a table, or the path of a Parquet file under `tmp`) and the index: on the driver
+    below `index.distributed_above` vectors, else on Spark, where the driver never holds the vectors
+    nor the whole id map (it streams ids.parquet file by file)."""
+    files = source_files(cfg.warehouse, model_id, pinned)
+    n = sum(f.rows for f in files)  # from the log's per-file record counts: no data is read
     if n == 0:
         raise IndexBuildError(f"clips version {pinned} has no vectors for {model_id}")
     if n < cfg.index.distributed_above:
@@ -120,10 +201,14 @@ def _build(cfg: VidxConfig, model_id: str, pinned: int, spark: Any) -> tuple[pa.
     from vidx.spark.session import get_spark
 
     spark = spark or get_spark(cfg.spark)
-    LOG.info("building index over %d vectors on Spark (clips version %d)", n, pinned)
-    ids = load_ids(cfg.warehouse, model_id, pinned)
-    frame = clips_frame(spark, cfg.warehouse, model_id, pinned)
-    return ids, build_index_distributed(spark, frame, cfg.index, scratch=scratch_uri(cfg.warehouse, model_id))
+    LOG.info("building index over %d vectors on Spark (clips version %d, %d files)", n, pinned, len(files))
+    partitions = max(spark.sparkContext.defaultParallelism, -(-n // ROWS_PER_PARTITION))
+    dim = len(read_file(files[0].uri, ["embedding"])["embedding"][0])
+    built = build_index_distributed(spark, clips_frame(spark, files, partitions), cfg.index,
+                                    scratch=scratch_uri(cfg.warehouse, model_id), dim=dim, n=n)
+    ids_path = os.path.join(tmp, "ids.parquet")
+    write_ids(cfg.warehouse, model_id, files, ids_path)
+    return ids_path, built
 
 
 def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, version: int | None = None,
@@ -149,10 +234,11 @@ def build_from_warehouse(cfg: VidxConfig, *, model_id: str | None = None, versio
     gate = publish_gate(cfg.warehouse, model_id, pinned, required=cfg.index.require_validation and not skip_validation)
     if gate is not None:
         extra["validation"] = gate
-    ids, built = _build(cfg, model_id, pinned, spark)
-    model: dict[str, Any] = load_model_record(cfg.warehouse, model_id) or {"model_id": model_id}
-    published = publish_index(built, ids, warehouse=cfg.warehouse, model_id=model_id, table_version=pinned,
-                              model=model, extra=extra, set_current=set_current)
+    with tempfile.TemporaryDirectory(prefix="vidx-build-") as tmp:
+        ids, built = _build(cfg, model_id, pinned, spark, tmp)
+        model: dict[str, Any] = load_model_record(cfg.warehouse, model_id) or {"model_id": model_id}
+        published = publish_index(built, ids, warehouse=cfg.warehouse, model_id=model_id, table_version=pinned,
+                                  model=model, extra=extra, set_current=set_current)
     if built.scratch:  # an on-disk build's local .ivfdata: the published version holds its own copy
         from vidx.index.distributed import remove_scratch
 

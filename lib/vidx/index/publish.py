@@ -20,7 +20,9 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,26 +73,48 @@ class LoadedIndex:
     version: str
 
 
-def publish_index(built: BuiltIndex, ids: pa.Table, *, warehouse: str, model_id: str, table_version: int,
+def publish_index(built: BuiltIndex, ids: pa.Table | str, *, warehouse: str, model_id: str, table_version: int,
                   model: dict[str, Any], extra: dict[str, Any] | None = None,
                   set_current: bool = True) -> PublishedIndex:
     """Write a new immutable version of `model_id`'s index and point `CURRENT` at it (unless
     `set_current` is False: then `vidx index promote VERSION` publishes it later).
 
     `ids` row i describes faiss id i (columns are the caller's, e.g. faiss_id, video_id, clip_idx,
-    start_s, end_s, uri). `extra` keys are added to the manifest's top level.
+    start_s, end_s, uri): a table, or the path of a local Parquet file holding it (a large id map
+    written piece by piece). `extra` keys are added to the manifest's top level.
     """
     _check_ids(built, ids)
     clash = sorted(_RESERVED_KEYS & set(extra or {}))
     if clash:
         raise IndexBuildError(f"extra manifest keys {clash} collide with reserved keys; rename them")
     root = _model_root(warehouse, model_id)
-    seen = read_current(root) if set_current else (None, None)
+    seen = read_current(root) if set_current else (None, None)  # CURRENT moves only if still this
+    # The index goes to a local file with faiss.write_index (no serialised copy of it in memory),
+    # next to the registry when it is local so placing it is a hard link.
+    scratch = _scratch_dir(root)
+    try:
+        index_file = str(Path(scratch) / INDEX_FILE)
+        faiss.write_index(built.index, index_file)
+        return _publish_files(built, index_file, ids if isinstance(ids, str) else memoryview(_parquet_bytes(ids)),
+                              root=root, model_id=model_id, table_version=table_version, model=model, extra=extra,
+                              set_current=set_current, seen=seen)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_dir(root: str) -> str:
+    if storage.is_local(root):
+        Path(storage.local_path(root)).mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{TMP_PREFIX}publish-", dir=storage.local_path(root))
+    return tempfile.mkdtemp(prefix="vidx-publish-")
+
+
+def _publish_files(built: BuiltIndex, index_file: str, ids: memoryview | str, *, root: str, model_id: str,
+                   table_version: int, model: dict[str, Any], extra: dict[str, Any] | None,
+                   set_current: bool, seen: tuple[str | None, str | None]) -> PublishedIndex:
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%S}Z-t{table_version}-{uuid.uuid4().hex[:8]}"
-    # serialize_index returns a uint8 array; a memoryview of it avoids another copy of the index.
-    files: dict[str, memoryview | str] = {INDEX_FILE: faiss.serialize_index(built.index).data,
-                                          IDS_FILE: memoryview(_parquet_bytes(ids))}
+    files: dict[str, memoryview | str] = {INDEX_FILE: index_file, IDS_FILE: ids}
     if built.ivfdata:  # on-disk lists: index.faiss names this file, opened from the same folder
         if Path(built.ivfdata).name != IVFDATA_FILE:
             raise IndexBuildError(f"on-disk lists must be named {IVFDATA_FILE}, got {built.ivfdata}")
@@ -275,15 +299,26 @@ def _read_verified(version_uri: str, name: str, manifest: dict[str, Any]) -> byt
     return data
 
 
-def _check_ids(built: BuiltIndex, ids: pa.Table) -> None:
-    if ids.num_rows != built.index.ntotal:
-        raise IndexBuildError(f"ids table has {ids.num_rows} rows but the index holds {built.index.ntotal} "
+def _check_ids(built: BuiltIndex, ids: pa.Table | str) -> None:
+    parts: Iterator[pa.Table]
+    if isinstance(ids, str):  # one row group at a time: the map may be larger than the index itself
+        parquet = pq.ParquetFile(ids)
+        rows, names = parquet.metadata.num_rows, parquet.schema_arrow.names
+        parts = (parquet.read_row_group(g, columns=["faiss_id"]) for g in range(parquet.num_row_groups))
+    else:
+        rows, names, parts = ids.num_rows, ids.column_names, iter([ids])
+    if rows != built.index.ntotal:
+        raise IndexBuildError(f"ids table has {rows} rows but the index holds {built.index.ntotal} "
                               "vectors; pass exactly one ids row per indexed vector, in faiss id order")
-    if "faiss_id" in ids.column_names and ids.num_rows:
-        expected = pa.array(np.arange(ids.num_rows, dtype=np.int64))
-        if not pc.all(pc.equal(ids["faiss_id"].cast(pa.int64()), expected)).as_py():
+    if "faiss_id" not in names:
+        return
+    start = 0
+    for part in parts:
+        expected = pa.array(np.arange(start, start + part.num_rows, dtype=np.int64))
+        if not pc.all(pc.equal(part["faiss_id"].cast(pa.int64()), expected)).as_py():
             raise IndexBuildError("ids.faiss_id must equal the row position (0..n-1); sort the ids "
                                   "table by faiss_id and pass the rows the vectors were added in")
+        start += part.num_rows
 
 
 def _parquet_bytes(table: pa.Table) -> pa.Buffer:

@@ -4,8 +4,9 @@ Like autofaiss, but driven by recall rather than latency. The rules:
 
 * Candidates (`index.candidates` picks the families), all IVF with the `choose_nlist` nlist
   (power of two near 8·√N) and L2 on the normalised vectors: ``IVF,PQ{m}x8`` and
-  ``OPQ{m},IVF,PQ{m}x8`` for m = dim/8 and dim/4; ``IVF,PQ{dim/4}x4fs,Refine(SQ6|SQ8)`` (4-bit
-  fast-scan codes whose top k·10 are re-ranked with 6- or 8-bit scalar codes); ``IVF,Flat``.
+  ``OPQ{m},IVF,PQ{m}x8`` for m = dim/8 and dim/4, and m = dim/16 when the dim/8 code does not fit
+  `index.max_memory`; ``IVF,PQ{dim/4}x4fs,Refine(SQ6|SQ8)`` (4-bit fast-scan codes whose top k·10
+  are re-ranked with 6- or 8-bit scalar codes); ``IVF,Flat``.
   (No PQ with 2-d sub-vectors: PQ{dim/2} trained 26x slower than PQ{dim/8} here, 53 s vs 2 s on
   40k x 64, and the refine candidates cover that recall range.)
 * They are tried cheapest first by estimated memory at N: bytes per vector (codes + 8 B id) x N
@@ -28,6 +29,29 @@ Like autofaiss, but driven by recall rather than latency. The rules:
   the IVF part of recall is the full index's; the codes compete with every close vector of a query.
 * Recall@10 is measured on `index.eval_queries` rows drawn from the data and held out of training;
   a query's own row is not counted as a result (real queries are not in the index).
+
+What fits at 400M x 512 (the design's petabyte: 1 PB of video at 4 s clips), with the defaults
+(`index.max_memory` 16 GiB = 17.18e9 B, every family allowed): nlist = 131072 (8·√N = 160000,
+nearest power of two), so centroids 4·131072·512 = 268 MB and PQ codebooks 4·256·512 = 0.5 MB.
+
+    candidate            bytes/vector (codes + 8 B id)     x 400M + fixed     fits 16 GiB
+    IVF,PQ32x8 (dim/16)  32 + 8 = 40                       16.27e9 = 15.2 GiB yes
+    OPQ32,IVF,PQ32x8     40 (+ 1 MB rotation)              15.2 GiB           yes
+    IVF,PQ64x8 (dim/8)   64 + 8 = 72                       29.07e9 = 27.1 GiB no
+    IVF,PQ128x8 (dim/4)  136                               54.7e9 = 50.9 GiB  no
+    PQ128x4fs+SQ6 refine 64 + 8 + 384 = 456                182.7e9 = 170 GiB  no
+    IVF,Flat             2048 + 8 = 2056                   822e9 = 766 GiB    no
+
+So the dim/16 codes are what makes a default build possible at that size (up to ~420M vectors
+at 512-d); whether 32-byte codes reach `index.target_recall` depends on the data (OPQ helps
+most there). When they do not, the build stops with IndexBuildError naming the smallest larger
+candidate's size: set `index.max_memory` to it (e.g. 28 GiB for PQ64, 52 GiB for PQ128), or
+lower `index.target_recall`. Builds above `index.ondisk_above` keep the lists in an `.ivfdata`
+file (vidx.index.distributed), so the budget is then disk the query servers page from.
+The driver also holds the coarse training sample while k-means runs: `index.train_per_list`
+(64) x nlist x dim x 4 B = 17.2e9 B at 400M. select_and_build keeps only the PQ_TRAIN_MAX rows the
+codebooks need once the centroids exist, so the sample and the filled index never coexist: the
+driver's peak is about max(sample, index) plus one shard.
 """
 
 from __future__ import annotations
@@ -141,6 +165,13 @@ def candidates(n: int, dim: int, cfg: IndexConfig) -> list[Candidate]:
         for opq in (False, True):
             cand = _pq(dim, nlist, m, train_size, opq=opq)
             out.setdefault(cand.params.factory, cand)
+    # dim/16 codes (32 B at 512-d) only when not even the dim/8 code fits the budget, as at 400M x
+    # 512 (module doc): they rarely reach usual recall targets, so evaluating them first would only
+    # cost time wherever a finer code fits.
+    if _pq(dim, nlist, choose_m(dim, 8), train_size, opq=False).estimate(n) > cfg.max_memory:
+        for opq in (False, True):
+            cand = _pq(dim, nlist, choose_m(dim, 16), train_size, opq=opq)
+            out.setdefault(cand.params.factory, cand)
     m4 = choose_m(dim, 4)
     for sq_bits in (6, 8):
         refine = IndexParams(kind="ivfpq_refine", factory=f"IVF{nlist},PQ{m4}x4fs,Refine(SQ{sq_bits})", nlist=nlist,
@@ -232,6 +263,7 @@ def select_and_build(data: EvalSet, n: int, dim: int, cfg: IndexConfig, add_all:
             t0 = time.perf_counter()
             centroids = devices.train_coarse(data.train, cand.params.nlist, cfg.seed)
             coarse_seconds = time.perf_counter() - t0
+            data.train = codebook_sample(data.train, cfg.seed)  # frees the coarse sample before any fill
         trained = _evaluate(cand, trial, data, centroids, cfg)
         if trained is None:
             continue
@@ -284,6 +316,16 @@ def _fill_and_measure(cand: Candidate, trial: Trial, trained: faiss.Index, data:
     return BuiltIndex(index=index, params=cand.params, nprobe=sweep.nprobe, recall_at_10=sweep.recall, n=n,
                       dim=int(index.d), build_seconds=0.0, eval_queries=len(data.query_ids),
                       index_bytes=index_bytes, memory_bytes=memory_bytes, ivfdata=ivfdata, qps=qps)
+
+
+def codebook_sample(train: np.ndarray, seed: int) -> np.ndarray:
+    """The rows of `train` that new_trained trains codebooks on (at most PQ_TRAIN_MAX, in order): a
+    copy, so the much larger coarse sample can be freed. new_trained then draws all of them, in the
+    same order, so the codebooks are identical to training on the full sample."""
+    if len(train) <= PQ_TRAIN_MAX:
+        return train
+    rows = np.sort(np.random.default_rng(seed).choice(len(train), size=PQ_TRAIN_MAX, replace=False))
+    return np.ascontiguousarray(train[rows], dtype=np.float32)
 
 
 def new_trained(params: IndexParams, train: np.ndarray, centroids: np.ndarray, seed: int) -> faiss.Index:

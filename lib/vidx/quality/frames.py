@@ -1,9 +1,10 @@
-"""Pandas frames of a pinned clips version and its matching videos state, plus the derived columns
-the expectation suites need where great-expectations has no built-in check (vector norm and
-length, non-finite values, clip order and time tiling per video, the video's duration).
+"""Pandas frames of one validation group (vidx.quality.batches: the clips of some videos and those
+videos' rows), plus the derived columns the expectation suites need where great-expectations has
+no built-in check (vector norm and length, non-finite values, clip order and time tiling per
+video, the video's duration).
 
-The embedding lists themselves never reach pandas: their facts are computed with Arrow/numpy and
-only scalar columns are handed to GX, which keeps a million-clip version within a few hundred MB.
+The embedding lists never reach pandas: batches.spill reduced them to their facts while
+streaming, and a group holds at most ~batches.GROUP_ROWS clips, whatever the table's size.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import re
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vidx.errors import DataQualityError
 from vidx.storage import exists, join, normalize_uri, read_bytes
 from vidx.tables import delta, table_uri
-from vidx_schemas import CLIPS_SCHEMA
 
 LOG = logging.getLogger(__name__)
 _DIM_SUFFIX = re.compile(r"__d(\d+)(?:__|$)")  # a clustering suffix may follow
@@ -29,8 +28,7 @@ _RUN_KEY, _BATCH_KEY = "vidx.run_id", "vidx.batch"
 
 
 def clip_models(warehouse: str, version: int) -> list[str]:
-    ds = delta.to_dataset(table_uri(warehouse, "clips"), version=version)
-    return sorted(pc.unique(ds.to_table(columns=["model_id"])["model_id"]).to_pylist())
+    return delta.partition_values(table_uri(warehouse, "clips"), "model_id", version=version)
 
 
 def model_dim(warehouse: str, model_id: str) -> int:
@@ -71,35 +69,17 @@ def matching_videos_version(warehouse: str, clips_version: int) -> int | None:
     return delta.latest_version(videos_uri)
 
 
-def videos_frame(warehouse: str, model_id: str, version: int | None) -> pd.DataFrame:
-    """One model's `videos` rows at `version`, plus `is_failed` (1/0; NaN for deleted files, which
-    do not count in the failed share)."""
-    uri = table_uri(warehouse, "videos")
-    if version is None:
-        raise DataQualityError(f"no videos table under {warehouse}: clips without videos rows cannot be checked")
-    table = delta.read_rows(uri, version=version, equals={"model_id": model_id})
+def videos_frame(table: pa.Table) -> pd.DataFrame:
+    """One group's `videos` rows, plus `is_failed` (1/0; NaN for deleted files, which do not count in
+    the failed share)."""
     df = table.to_pandas()
     status = df["status"]
     df["is_failed"] = np.where(status == "deleted", np.nan, (status == "failed").astype(float))
     return df
 
 
-def _vector_facts(embedding: pa.ChunkedArray) -> dict[str, np.ndarray]:
-    arr = embedding.combine_chunks()
-    n = len(arr)
-    dims = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float64)
-    parent = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
-    finite = np.isfinite(flat)
-    nonfinite = np.bincount(parent, weights=~finite, minlength=n)
-    sumsq = np.bincount(parent, weights=np.where(finite, flat, 0.0) ** 2, minlength=n)
-    norm = np.where(nonfinite > 0, np.nan, np.sqrt(sumsq))  # non-finite rows fail their own check
-    return {"embedding_dim": dims, "embedding_nonfinite": nonfinite.astype(np.int64), "embedding_norm": norm}
-
-
-def clips_frame(warehouse: str, model_id: str, version: int, videos: pd.DataFrame,
-                sample_step_s: float) -> pd.DataFrame:
-    """One model's clips at `version` (scalar columns) with the derived columns:
+def clips_frame(table: pa.Table, videos: pd.DataFrame, sample_step_s: float) -> pd.DataFrame:
+    """One group's clips (scalar columns and vector facts, see batches.spill) with the derived columns:
 
     - embedding_dim / embedding_nonfinite / embedding_norm: the vector's length, count of NaN or
       inf values, and L2 norm (NaN when not finite);
@@ -109,15 +89,7 @@ def clips_frame(warehouse: str, model_id: str, version: int, videos: pd.DataFram
     - max_end_s: the video's duration plus one sample step (how far the last window may reach);
     - video_status: the video's status in the matching videos version (null: no videos row).
     """
-    uri = table_uri(warehouse, "clips")
-    # Lists the suites do not check stay on disk; older versions lack segment_embeddings anyway.
-    # Thumbnails (JPEG bytes, the bulk of a row) are never read by validation.
-    columns = [f.name for f in CLIPS_SCHEMA if f.name not in ("frame_ts", "segment_embeddings", "thumbnail")]
-    table = delta.read_rows(uri, version=version, columns=columns, equals={"model_id": model_id})
-    facts = _vector_facts(table["embedding"])
-    df = table.drop_columns(["embedding"]).to_pandas()
-    for name, values in facts.items():
-        df[name] = values
+    df = table.to_pandas()
     # A null embedding has no length: keep it null so the not-null expectation reports it.
     df["embedding_dim"] = df["embedding_dim"].astype("Int64")
     df = df.sort_values(["video_id", "clip_idx", "start_s"], kind="stable").reset_index(drop=True)

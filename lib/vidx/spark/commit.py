@@ -19,6 +19,7 @@ from vidx.archive.listing import VideoFile
 from vidx.tables import delta
 from vidx.tables.checkpoint import Checkpoint, TableActions, save_checkpoint
 from vidx.tables.files import DataFile, without_videos, write_data_file
+from vidx.tables.layout import description as clips_description
 from vidx.tables.rewrite import drop_video_rows
 from vidx_schemas import CLIPS_PARTITION_BY, CLIPS_SCHEMA, VIDEOS_PARTITION_BY, VIDEOS_SCHEMA
 
@@ -102,7 +103,9 @@ def build_checkpoint(inp: BatchInput, *, warehouse: str, run_id: str, model_id: 
     clip_removes, clip_rewrites = drop_video_rows(clips_uri, drop, partition={"model_id": model_id}, name_hint=hint)
     vid_removes, vid_rewrites = drop_video_rows(videos_uri, drop, also_equal={"model_id": model_id}, name_hint=hint)
     rows = video_rows(inp, run_id=run_id, model_id=model_id)
-    videos_file = write_data_file(pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), table_uri=videos_uri,
+    # Sorted by video_id: the file's min/max stats then let later rewrites skip it (tables/rewrite.py).
+    videos_file = write_data_file(pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA).sort_by("video_id"),
+                                  table_uri=videos_uri,
                                   partition_values={}, name_hint=hint)
     # All or nothing: the clips a failed video's good units wrote (maybe in other tasks' files) stay out.
     failed = {r["video_id"] for r in rows if r["status"] == "failed"}
@@ -145,7 +148,7 @@ def commit_checkpoint(cp: Checkpoint, *, warehouse: str, pipeline_id: str,
     meta = {"vidx.run_id": cp.run_id, "vidx.model_id": model_id, "vidx.batch": cp.batch}
     clips = delta.commit_files(cp.clips.adds, removes=cp.clips.removes, table_uri=clips_uri, schema=CLIPS_SCHEMA,
                                partition_by=CLIPS_PARTITION_BY, app_id=pipeline_id, txn_version=cp.batch,
-                               metadata=meta)
+                               metadata=meta, description=clips_description())
     videos = delta.commit_files(cp.videos.adds, removes=cp.videos.removes, table_uri=videos_uri,
                                 schema=VIDEOS_SCHEMA, partition_by=VIDEOS_PARTITION_BY, app_id=pipeline_id,
                                 txn_version=cp.batch, metadata=meta)

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vidx.archive import VideoFile, WorkUnit, balance_units, list_archive, plan_units
-from vidx.archive.diff import ArchiveDiff, KnownVideo, diff_archive
+from vidx.archive.diff import ArchiveDiff, diff_archive
 from vidx.config import VidxConfig
 from vidx.encode.models import LoadedModel, ModelSpec, load_model
 from vidx.encode.precision import run_precision
@@ -22,7 +24,7 @@ from vidx.spark import stages
 from vidx.spark.commit import BatchInput, build_checkpoint, commit_checkpoint, save_and_commit
 from vidx.spark.resources import embed_profile
 from vidx.storage import normalize_uri
-from vidx.tables import delta, table_uri
+from vidx.tables import clips_layout, delta, table_uri
 from vidx.tables.checkpoint import Checkpoint, load_checkpoints
 from vidx.tables.lock import WarehouseLock
 
@@ -90,15 +92,24 @@ def spark_schema(schema: pa.Schema) -> Any:
     return from_arrow_schema(schema)
 
 
-def known_videos(warehouse: str, model_id: str) -> dict[str, KnownVideo]:
-    """The current `videos` row of each file for this model."""
+def known_videos(warehouse: str, model_id: str) -> pa.Table:
+    """The current `videos` row of each file for this model (vidx.archive.diff.KNOWN_SCHEMA), in Arrow:
+    the last row by indexed_at per video_id, without a Python object per video."""
+    from vidx.archive.diff import KNOWN_SCHEMA
+
     uri = table_uri(warehouse, "videos")
     if not delta.table_exists(uri):
-        return {}
+        return KNOWN_SCHEMA.empty_table()
     rows = delta.read_rows(uri, columns=["video_id", "uri", "size_bytes", "mtime", "status", "indexed_at"],
-                           equals={"model_id": model_id}).sort_by("indexed_at").to_pylist()
-    return {r["video_id"]: KnownVideo(r["video_id"], r["uri"], r["size_bytes"], int(r["mtime"].timestamp() * 1e6),
-                                      r["status"]) for r in rows}
+                           equals={"model_id": model_id})
+    rows = rows.sort_by([("video_id", "ascending"), ("indexed_at", "ascending")])
+    n = rows.num_rows
+    if n:  # the last row of each run of equal ids
+        ids = rows["video_id"]
+        rows = rows.filter(np.append(pc.not_equal(ids.slice(0, n - 1), ids.slice(1)).to_numpy(zero_copy_only=False),
+                                     True))
+    return pa.table([rows["video_id"], rows["uri"], rows["size_bytes"], rows["mtime"].cast(pa.int64()),
+                     rows["status"]], schema=KNOWN_SCHEMA)
 
 
 @dataclass
@@ -233,8 +244,9 @@ def _embed(spark: Any, run: _Run, units: list[WorkUnit]) -> list[dict[str, Any]]
     rdd = spark.sparkContext.parallelize(rows, len(bins)).keyBy(lambda r: r[0])
     rdd = rdd.partitionBy(len(bins), lambda key: key).values()  # bin b -> partition b, no hash collisions
     df = spark.createDataFrame(rdd, spark_schema(stages.UNITS_IN))
-    task = stages.EmbedTask(cfg=cfg, run_id=report.run_id, model_id=report.model_id,
-                            clips_uri=table_uri(cfg.warehouse, "clips"))
+    clips_uri = table_uri(cfg.warehouse, "clips")
+    task = stages.EmbedTask(cfg=cfg, run_id=report.run_id, model_id=report.model_id, clips_uri=clips_uri,
+                            layout=clips_layout(clips_uri))
     LOG.info("embedding %d work units in %d Spark tasks", len(units), len(bins))
     # None (the default profile, as listing and probing use) unless GPU executors are wanted.
     profile = embed_profile(spark, cfg)

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from vidx.config import VidxConfig
 from vidx.errors import ConfigError, DecodeError, WorkUnitError
-from vidx.tables.files import write_data_file
+from vidx.tables.layout import DEFAULT_LAYOUT, ClipsLayout, write_clip_files
 
 LOG = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class EmbedTask:
     run_id: str
     model_id: str
     clips_uri: str
+    layout: ClipsLayout = DEFAULT_LAYOUT  # the clips table's partitioning, read once by the driver
 
     def __post_init__(self) -> None:
         if self.cfg.encode.precision == "auto":
@@ -136,11 +137,11 @@ class EmbedTask:
                 pending.append(clips)
                 n_pending += clips.num_rows
             if n_pending >= _FLUSH_ROWS:
-                rows.append(self._flush(pending))
+                rows.extend(self._flush(pending))
                 pending, n_pending = [], 0
             yield pa.RecordBatch.from_pylist(rows, schema=EMBED_OUT)
         if pending:
-            yield pa.RecordBatch.from_pylist([self._flush(pending)], schema=EMBED_OUT)
+            yield pa.RecordBatch.from_pylist(self._flush(pending), schema=EMBED_OUT)
 
     def _finish_unit(self, item: Any) -> tuple[pa.Table | None, dict[str, Any]]:
         unit = item.unit
@@ -156,17 +157,18 @@ class EmbedTask:
         clips = _clip_rows(self, unit, item)
         return clips, {**result, "n_clips": clips.num_rows, "n_frames": len(item.decoded.times)}
 
-    def _flush(self, pending: list[pa.Table]) -> dict[str, Any]:
+    def _flush(self, pending: list[pa.Table]) -> list[dict[str, Any]]:
+        """One data file per partition the pending clips fall in (vidx.tables.layout)."""
         from pyspark import TaskContext
 
         ctx = TaskContext.get()
         hint = f"{self.run_id}-p{ctx.partitionId()}-a{ctx.attemptNumber()}" if ctx else self.run_id
         try:
-            data = write_data_file(pa.concat_tables(pending), table_uri=self.clips_uri,
-                                   partition_values={"model_id": self.model_id}, name_hint=hint)
+            files = write_clip_files(pa.concat_tables(pending), clips_uri=self.clips_uri, layout=self.layout,
+                                     model_id=self.model_id, name_hint=hint)
         except OSError as exc:  # storage trouble is not the video's fault: let Spark retry the task
             raise WorkUnitError(f"writing clips to {self.clips_uri} failed: {exc}") from exc
-        return {"kind": "file", "file": data.to_json()}
+        return [{"kind": "file", "file": data.to_json()} for data in files]
 
 
 def unit_label(unit: dict[str, Any]) -> str:
@@ -275,6 +277,7 @@ def _clip_rows(task: EmbedTask, unit: dict[str, Any], item: Any) -> pa.Table:
         pa.array(n_frames, pa.int32()), pa.array(frame_ts, pa.list_(pa.float64())),
         pa.array([task.model_id] * n, pa.string()), _list_array(pooled), pa.array([task.run_id] * n, pa.string()),
         _segments_array(item.segment_embeddings, n), _thumbnail_array(cfg, frames, windows),
+        pa.nulls(n, pa.int32()),  # video_bucket: set by the writer (vidx.tables.layout)
     ], schema=_clips_schema())
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,9 +96,13 @@ def _add_missing_columns(table: DeltaTable, table_uri: str, schema: pa.Schema) -
 
 def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema, partition_by: list[str],
                  app_id: str, txn_version: int, mode: Literal["append"] = "append",
-                 metadata: dict[str, Any] | None = None, removes: Sequence[Any] = ()) -> CommitInfo:
+                 metadata: dict[str, Any] | None = None, removes: Sequence[Any] = (),
+                 description: str | None = None) -> CommitInfo:
     """Commit already-written data files (and removals of old ones, e.g. `RemovedFile`s) in ONE
     Delta transaction tagged (app_id, txn_version).
+
+    `partition_by` and `description` apply when this commit creates the table; an existing table
+    keeps its own partition columns (Delta cannot change them), whatever `partition_by` says.
 
     Returns `skipped=True` without writing when that app transaction is already at or past
     `txn_version` (a re-run after a crash between commit and bookkeeping).
@@ -116,19 +121,37 @@ def commit_files(files: Sequence[DataFile], *, table_uri: str, schema: pa.Schema
         if table_exists(table_uri):
             table = _add_missing_columns(open_table(table_uri), table_uri, schema)
             table.create_write_transaction(
-                _actions(files, removes), mode=mode, schema=schema, partition_by=partition_by or None,
-                commit_properties=props)
+                _actions(files, removes), mode=mode, schema=schema,
+                partition_by=list(table.metadata().partition_columns) or None, commit_properties=props)
         else:
             adds = [a for a in _actions(files) if isinstance(a, AddAction)]
             create_table_with_add_actions(uri, DeltaSchema.from_arrow(schema), adds, mode=mode,
-                                          partition_by=partition_by or None, commit_properties=props,
-                                          storage_options=delta_options(table_uri))
+                                          partition_by=partition_by or None, description=description,
+                                          commit_properties=props, storage_options=delta_options(table_uri))
     except CommitFailedError as exc:
         raise TableError(f"commit to {table_uri} failed ({exc}); another writer may be committing. "
                          "Re-run the same command: committed batches are skipped.") from exc
     version = open_table(table_uri).version()
     LOG.info("%s: committed %d files / %d rows as version %d", table_uri, len(files), rows, version)
     return CommitInfo(table_uri, version, False, len(files), rows)
+
+
+def overwrite(table_uri: str, reader: pa.RecordBatchReader, *, partition_by: list[str], description: str | None,
+              metadata: dict[str, Any] | None = None) -> int:
+    """Replace the table's rows, schema and partitioning with `reader`'s in ONE commit, streaming (the
+    older versions stay readable: time travel, vacuum). Returns the new version."""
+    from deltalake import WriterProperties, write_deltalake
+
+    try:
+        # Small row groups: delta-rs keeps one open writer per partition, each buffering a row group.
+        write_deltalake(_delta_uri(table_uri), reader, mode="overwrite", schema_mode="overwrite",
+                        partition_by=partition_by, description=description,
+                        writer_properties=WriterProperties(max_row_group_size=8192, compression="ZSTD"),
+                        commit_properties=CommitProperties(custom_metadata=metadata or {}))
+    except CommitFailedError as exc:
+        raise TableError(f"rewriting {table_uri} lost a race with another commit ({exc}); run it again "
+                         "when no embed run is writing") from exc
+    return int(open_table(table_uri).version())
 
 
 def to_dataset(table_uri: str, *, version: int | None = None) -> ds.Dataset:
@@ -149,6 +172,27 @@ def read_rows(table_uri: str, *, version: int | None = None, columns: list[str] 
         term = pc.field(key) == value
         expr = term if expr is None else expr & term
     return read_table(table_uri, version=version, columns=columns, filter=expr)
+
+
+def data_files(table_uri: str, *, version: int | None = None, equals: dict[str, str] | None = None) -> pa.Table:
+    """The add actions of a version as Arrow (never Python rows): `path` as the log spells it, `rel_path`
+    (the file's path under the table root), `size_bytes`, `num_records`, `partition.<column>` and
+    the min/max/null_count stats columns; only files whose partition columns equal `equals`."""
+    actions = pa.table(open_table(table_uri, version=version).get_add_actions(flatten=True))
+    for column, value in (equals or {}).items():
+        actions = actions.filter(pc.equal(actions[f"partition.{column}"].cast(pa.string()), value))
+    # The log percent-encodes paths; once decoded they name the file under the table root.
+    rel = pa.array([unquote(p) for p in actions["path"].to_pylist()], pa.string())
+    return actions.append_column("rel_path", rel)
+
+
+def partition_values(table_uri: str, column: str, *, version: int | None = None) -> list[str]:
+    """Distinct values of partition column `column` at a version, from the log (no data file is read)."""
+    actions = pa.table(open_table(table_uri, version=version).get_add_actions(flatten=True))
+    name = f"partition.{column}"
+    if name not in actions.column_names:
+        raise TableError(f"{table_uri} is not partitioned by {column}")
+    return sorted(str(v) for v in pc.unique(actions[name]).to_pylist() if v is not None)
 
 
 def file_uris(table_uri: str, *, version: int | None = None) -> list[str]:
