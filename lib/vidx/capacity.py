@@ -6,7 +6,8 @@ except the published GPU figures below, which the output marks `measured_by_vidx
     (`make bench`) for the model, e.g. the committed bench/results/reference/*.json;
   - GPU encode frames/s: a `gpu_check` JSON (bench/gpu_check.sh) for this GPU kind if one exists;
   - search cost (fixed + per byte of PQ codes scanned, p99/mean): bench/query_cost.py's JSON.
-The index layout is vidx's own choice for that many vectors (vidx.index.params.choose_params).
+The index layout is the one a default `vidx build-index` tries first for that many vectors: the
+cheapest candidate of vidx.index.select that fits the default `index.max_memory`.
 """
 
 from __future__ import annotations
@@ -152,9 +153,10 @@ def make_plan(inp: PlanInput, costs: dict[str, Any]) -> dict[str, Any]:
     dim = MODEL_DIMS.get(inp.model)
     if dim is None:
         raise ConfigError(f"unknown embedding size of {inp.model}; known: {', '.join(MODEL_DIMS)}")
+    index = _index(clips, dim, inp.model)
     return {"inputs": asdict(inp), "frames": round(frames), "clips": clips,
             "embed": _embed(inp, frames, costs), "storage": _storage(inp, clips, dim),
-            "index": _index(clips, dim, inp.model), "query": _query(inp, clips, dim, costs["query"]),
+            "index": index, "query": _query(inp, clips, index, costs["query"]),
             "sources": {k: v["source"] for k, v in costs.items()}}
 
 
@@ -181,22 +183,34 @@ def _storage(inp: PlanInput, clips: int, dim: int) -> dict[str, Any]:
 
 def _index(clips: int, dim: int, model: str) -> dict[str, Any]:
     from vidx.deploy.query_resources import query_memory_bytes
-    from vidx.index.params import choose_params
+    from vidx.index.select import candidates
 
-    params = choose_params(clips, dim, IndexConfig())
-    # IVF-PQ: m code bytes + an int64 id per vector, plus the coarse centroids.
-    index_bytes = clips * (params.m + 8) + params.nlist * dim * 4
+    cfg = IndexConfig()
+    # A default build tries the allowed candidates cheapest first and skips those over
+    # index.max_memory (index/select.py): the cheapest that fits is the layout it builds unless
+    # its recall misses the target. The next finer code is named with the budget it would need.
+    ranked = candidates(clips, dim, cfg)
+    fits = [c for c in ranked if c.estimate(clips) <= cfg.max_memory]
+    chosen = fits[0] if fits else ranked[0]
+    finer = next((c for c in ranked if c.params.kind == chosen.params.kind
+                  and c.estimate(clips) > chosen.estimate(clips)), None)
+    index_bytes = chosen.estimate(clips)
     manifest = {"memory_bytes": index_bytes, "count": clips, "model": {"name": model}}
-    return {"factory": params.factory, "nlist": params.nlist, "m": params.m, "index_bytes": index_bytes,
+    return {"factory": chosen.params.factory, "nlist": chosen.params.nlist,
+            "code_bytes": _code_bytes(chosen.params.m, chosen.params.nbits, dim),
+            "index_bytes": index_bytes, "max_memory": cfg.max_memory, "fits_default_budget": bool(fits),
+            "finer": None if finer is None else {"factory": finer.params.factory, "index_bytes": finer.estimate(clips)},
             "ram_per_query_replica_bytes": query_memory_bytes(manifest)}
 
 
-def _query(inp: PlanInput, clips: int, dim: int, cost: dict[str, Any]) -> dict[str, Any]:
-    from vidx.index.params import choose_params
+def _code_bytes(m: int, nbits: int, dim: int) -> int:
+    """Bytes of codes a query scans per vector in a probed list (IVF-Flat: the float vector)."""
+    return (m * nbits + 7) // 8 if m else 4 * dim
 
-    params = choose_params(clips, dim, IndexConfig())
-    nprobe = min(inp.nprobe, max(1, params.nlist))
-    scanned = nprobe * clips / max(1, params.nlist) * max(1, params.m)
+
+def _query(inp: PlanInput, clips: int, index: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
+    nprobe = min(inp.nprobe, max(1, index["nlist"]))
+    scanned = nprobe * clips / max(1, index["nlist"]) * index["code_bytes"]
     mean_s = cost["fixed_s"] + cost["per_byte_s"] * scanned
     p99_s = mean_s * cost["p99_over_mean"]
     # One query per core at a time; keep cores <= 70% busy so queueing stays small next to p99.
@@ -220,7 +234,9 @@ def print_plan(plan: dict[str, Any]) -> None:
         ("GPU-hours / wall time", f"{e['gpu_hours']:,.0f} h / {e['wall_hours']:,.1f} h on {plan['inputs']['gpus']}"),
         ("CPU-only instead", f"{e['cpu_only_core_hours']:,.0f} core-hours"),
         ("Delta clips table", f"{s['delta_clips_bytes'] / gib:,.0f} GiB"),
-        ("index", f"{i['factory']}: {i['index_bytes'] / gib:,.1f} GiB"),
+        ("index", f"{i['factory']}: {i['index_bytes'] / gib:,.1f} GiB"
+                  + (f" (finer: {i['finer']['factory']}, {i['finer']['index_bytes'] / gib:,.1f} GiB: raise "
+                     "index.max_memory)" if i["finer"] else "")),
         ("RAM per query replica", f"{i['ram_per_query_replica_bytes'] / gib:,.1f} GiB"),
         ("search (1 thread)", f"mean {q['mean_ms']:.1f} ms, p99 {q['p99_ms']:.1f} ms (nprobe {q['nprobe']})"),
         ("query replicas", f"{q['replicas']} for {q['target_qps']:g} QPS"

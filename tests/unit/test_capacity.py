@@ -62,10 +62,12 @@ def test_embed_arithmetic_from_the_bench_figures(results):
 def test_index_and_query_arithmetic(results):
     plan = make_plan(_input(), load_costs(results, model="ViT-B-32", gpu_kind="a100"))
     i, q = plan["index"], plan["query"]
-    assert i["index_bytes"] == 900_000 * (i["m"] + 8) + i["nlist"] * 512 * 4
+    # the cheapest default candidate: 8-bit PQ with dim/8 codes, id, centroids and codebooks
+    assert i["factory"] == f"IVF{i['nlist']},PQ64x8" and i["code_bytes"] == 64 and i["fits_default_budget"]
+    assert i["index_bytes"] == 900_000 * (64 + 8) + (i["nlist"] + 256) * 512 * 4
     ram = BASE_BYTES + MODEL_BYTES["ViT-B-32"] + 2 * (i["index_bytes"] + 900_000 * IDS_RAM_BYTES_PER_ROW)
     assert i["ram_per_query_replica_bytes"] == ram
-    scanned = 64 * 900_000 / i["nlist"] * i["m"]
+    scanned = 64 * 900_000 / i["nlist"] * i["code_bytes"]
     assert q["mean_ms"] == pytest.approx((0.001 + 1e-9 * scanned) * 1e3)
     assert q["p99_ms"] == pytest.approx(2 * q["mean_ms"]) and q["meets_p99"]
     assert q["replicas"] == max(2, -(-100 // (0.7 * 8 / (q["mean_ms"] / 1e3))))
@@ -86,6 +88,9 @@ def test_plan_cli_json_on_the_committed_reference(capsys):
     assert main(["plan", "--archive-bytes", "1PB", "--results", str(root), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["frames"] == pytest.approx(1.6e9, rel=0.01) and plan["clips"] == pytest.approx(4e8, rel=0.01)
+    # issue 12.5: what a default build runs at 400M x 512 fits the default 16 GiB
+    assert plan["index"]["factory"] == "IVF131072,PQ32x8" and plan["index"]["fits_default_budget"]
+    assert plan["index"]["index_bytes"] <= 16 * 2**30 < plan["index"]["finer"]["index_bytes"]
     assert all(Path(src.split(": ")[-1]).exists() for key, src in plan["sources"].items() if key != "gpu")
 
 

@@ -37,7 +37,7 @@ def _clips(videos: list[VideoFile], run: str = "r1") -> pa.Table:
         "frame_ts": pa.nulls(n, pa.list_(pa.float64())), "model_id": [MODEL] * n,
         "embedding": pa.array(list(vec), pa.list_(pa.float32())), "run_id": [run] * n,
         "segment_embeddings": pa.nulls(n, CLIPS_SCHEMA.field("segment_embeddings").type),
-        "video_bucket": pa.nulls(n, pa.int32())}, schema=CLIPS_SCHEMA)
+        "thumbnail": pa.nulls(n, pa.binary()), "video_bucket": pa.nulls(n, pa.int32())}, schema=CLIPS_SCHEMA)
 
 
 def _videos(videos: list[VideoFile]) -> pa.Table:
