@@ -7,7 +7,7 @@ except the published GPU figures below, which the output marks `measured_by_vidx
   - GPU encode frames/s: a `gpu_check` JSON (bench/gpu_check.sh) for this GPU kind if one exists;
   - search cost (fixed + per byte of PQ codes scanned, p99/mean): bench/query_cost.py's JSON.
 The index layout is the one a default `vidx build-index` tries first for that many vectors: the
-cheapest candidate of vidx.index.select that fits the default `index.max_memory`.
+cheapest candidate (vidx.index.candidates) that fits the default `index.max_memory`.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _storage(inp: PlanInput, clips: int, dim: int) -> dict[str, Any]:
 
 def _index(clips: int, dim: int, model: str) -> dict[str, Any]:
     from vidx.deploy.query_resources import query_memory_bytes
-    from vidx.index.select import candidates
+    from vidx.index.candidates import candidates
 
     cfg = IndexConfig()
     # A default build tries the allowed candidates cheapest first and skips those over
