@@ -1,6 +1,6 @@
 """The index layouts a build may choose, and what each costs in memory (vidx.index.select tries them).
 
-No faiss here: `vidx plan` sizes an index from these estimates on a machine without it.
+`vidx plan` sizes an index from the same estimates (vidx.capacity).
 
 What fits at 400M x 512 (the design's petabyte: 1 PB of video at 4 s clips), with the defaults
 (`index.max_memory` 16 GiB = 17.18e9 B, every family allowed): nlist = 131072 (8·√N = 160000,
