@@ -104,9 +104,9 @@ class _Spy:
         return scan
 
 
-def test_validation_and_index_readers_never_read_thumbnails(embedded, test_config, monkeypatch):
+def test_validation_and_index_readers_never_read_thumbnails(embedded, test_config, monkeypatch, tmp_path):
     from vidx.index import from_table
-    from vidx.quality import frames
+    from vidx.quality import batches, frames
 
     clips_uri = table_uri(test_config.warehouse, "clips")
     reads: list[tuple[str, list[str] | None]] = []
@@ -117,12 +117,19 @@ def test_validation_and_index_readers_never_read_thumbnails(embedded, test_confi
         return _Spy(dataset, reads) if uri == clips_uri else dataset
 
     monkeypatch.setattr(delta, "to_dataset", spy)
+    real_file = from_table.read_file
+
+    def spy_file(uri, columns):  # build-index reads the pinned version's data files itself
+        reads.append(("read_file", list(columns)))
+        return real_file(uri, columns)
+
+    monkeypatch.setattr(from_table, "read_file", spy_file)
     version = delta.latest_version(clips_uri)
     model = from_table.clip_models(test_config.warehouse, version=version)[0]
-    videos = frames.videos_frame(test_config.warehouse, model, frames.matching_videos_version(
-        test_config.warehouse, version))
-    frames.clips_frame(test_config.warehouse, model, version, videos, 1.0)  # what `vidx validate` checks
+    videos_version = frames.matching_videos_version(test_config.warehouse, version)
+    spilled = batches.spill(test_config.warehouse, model, version, videos_version, str(tmp_path))  # `vidx validate`
+    assert "thumbnail" not in spilled.schemas["clips"].names
     from_table.load_clips(test_config.warehouse, model, version)              # what `vidx build-index` reads
     from_table.load_ids(test_config.warehouse, model, version)
-    assert len(reads) >= 4, reads
+    assert {name for name, _ in reads} == {"to_batches", "read_file"} and len(reads) >= 3, reads
     assert all(cols is not None and "thumbnail" not in cols for _, cols in reads), reads
