@@ -19,6 +19,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	@echo ">> installing vidx and pinned dependencies into $(VENV) (torch alone is ~5 GB; a minute from local wheels)"
+	@# pip's own ENOSPC message comes late and names no remedy: warn up front instead.
+	@avail=$$(df -Pk . | awk 'NR==2 {print $$4}'); if [ "$${avail:-0}" -lt 9000000 ]; then \
+		echo "!! only $$((avail / 1024)) MiB free on $$(pwd): the venv needs about 8 GiB." \
+		"Free disk (make clean; rm -rf /tmp/vidx-bench-scale ~/.cache/pip) if the install fails." >&2; fi
 	$(PIP) install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
 	$(PIP) install -q -e '.[test]' 2> >(grep -v '^WARNING: Location' >&2)
 	@# clip-retrieval only for its client module (tests); its own dependencies would pull a second torch.
