@@ -67,8 +67,9 @@ def test_text_nprobe_factor_on_search_and_knn_service(served, nprobes):
     server, vectors = served
     searcher = server.holder.require().searcher
     tuned, nlist = int(searcher.manifest["nprobe"]), int(searcher.loaded.params.nlist)
-    assert tuned >= 1 and round(query_mod.TEXT_NPROBE_FACTOR * tuned) <= nlist  # room for the factor here
-    text = round(query_mod.TEXT_NPROBE_FACTOR * tuned)
+    assert 1 <= tuned < nlist  # room for a text nprobe above the tuned one
+    text = min(nlist, max(round(query_mod.TEXT_NPROBE_FACTOR * tuned), query_mod.TEXT_NPROBE_MIN))
+    assert text > tuned
     server.search(text=TEXT_PROBES[0], k=3)
     server.search(vector=vectors[7].tolist(), k=3)
     assert knn(server, text=TEXT_PROBES[0]).status_code == 200
@@ -76,14 +77,18 @@ def test_text_nprobe_factor_on_search_and_knn_service(served, nprobes):
     assert knn(server, image=encoded("PNG")).status_code == 200
     server.search(text=TEXT_PROBES[0], k=3, nprobe=3)  # a request's own nprobe is used as given
     assert nprobes == [text, tuned, text, tuned, tuned, 3]
-    nprobes.clear()
-    searcher.text_nprobe_factor = 2.0  # the factor, not a constant, is what both endpoints apply
-    try:
-        server.search(text=TEXT_PROBES[1], k=3)
-        assert knn(server, text=TEXT_PROBES[1]).status_code == 200
-    finally:
-        searcher.text_nprobe_factor = query_mod.TEXT_NPROBE_FACTOR
-    assert nprobes == [2 * tuned, 2 * tuned]
+    # The factor and the floor, not constants, are what both endpoints apply.
+    cases = [(2.0, 1, min(nlist, 2 * tuned)), (1.0, tuned + 1, tuned + 1), (1.0, 10 * nlist, nlist)]
+    for factor, floor, expected in cases:
+        nprobes.clear()
+        searcher.text_nprobe_factor, searcher.text_nprobe_min = factor, floor
+        try:
+            server.search(text=TEXT_PROBES[1], k=3)
+            assert knn(server, text=TEXT_PROBES[1]).status_code == 200
+        finally:
+            searcher.text_nprobe_factor = query_mod.TEXT_NPROBE_FACTOR
+            searcher.text_nprobe_min = query_mod.TEXT_NPROBE_MIN
+        assert nprobes == [expected, expected], (factor, floor)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])

@@ -22,10 +22,14 @@ Modality = Literal["image", "text"]
 # CLIP text vectors lie apart from image vectors (the "modality gap"), so the clips nearest a text
 # query spread over more IVF lists than those nearest an image or clip query, and the nprobe that
 # the build tunes on held-out clip vectors is too small for them (held-out synthetic eval,
-# IVF256,Flat: text recall@10 0.79 at the tuned nprobe 2, 0.975 at 8). 4x still lost 1-2 of the 48
-# caption hits (R@5) that exact search finds, depending on the build's training draw; 8x kept all
-# 48 on every build tried (tests/integration/test_retrieval_quality.py, README "vidx eval").
+# IVF256,Flat: text recall@10 0.79 at the tuned nprobe 2, 0.975 at 8). Text queries therefore probe
+# TEXT_NPROBE_FACTOR x the tuned nprobe, and never fewer than TEXT_NPROBE_MIN lists: where clip
+# queries find their neighbours in one list (tuned nprobe 1), 8 lists still lost 1-3 of the 48
+# caption hits (R@5) that exact search finds on some builds, 32 lost at most 1 (README "vidx eval",
+# tests/integration/test_retrieval_quality.py). At scale the factor dominates and the floor costs
+# nothing: 32 lists of IVF131072 over 400M clips are ~100k codes.
 TEXT_NPROBE_FACTOR = 8.0
+TEXT_NPROBE_MIN = 32
 __all__ = ["Hit", "Searcher"]
 
 
@@ -33,9 +37,11 @@ class Searcher:
     """Index + query encoder. Refuses to pair an index with a model other than the one it was built with."""
 
     def __init__(self, warehouse: str, *, model_id: str | None = None, pretrained: str | None = None,
-                 version: str | None = None, text_nprobe_factor: float = TEXT_NPROBE_FACTOR) -> None:
+                 version: str | None = None, text_nprobe_factor: float = TEXT_NPROBE_FACTOR,
+                 text_nprobe_min: int = TEXT_NPROBE_MIN) -> None:
         """`version` None loads the one `CURRENT` names."""
         self.text_nprobe_factor = text_nprobe_factor
+        self.text_nprobe_min = text_nprobe_min
         self.loaded: LoadedIndex = load_index(warehouse, model_id, version)
         self._pretrained_override = pretrained
         self._model: LoadedModel | None = None
@@ -66,13 +72,14 @@ class Searcher:
         return self._model
 
     def nprobe_for(self, modality: Modality) -> int | None:
-        """The index's tuned nprobe for image/clip queries; TEXT_NPROBE_FACTOR times it (at most
-        nlist) for text queries. None for a flat index."""
+        """The index's tuned nprobe for image/clip queries. For text queries `text_nprobe_factor`
+        times it, at least `text_nprobe_min` and at most nlist. None for a flat index."""
         tuned = int(self.manifest["nprobe"]) or None
         if tuned is None or modality != "text":
             return tuned
         nlist = int(self.loaded.params.nlist) or tuned
-        return max(tuned, min(nlist, round(tuned * self.text_nprobe_factor)))
+        wanted = max(round(tuned * self.text_nprobe_factor), self.text_nprobe_min)
+        return max(tuned, min(nlist, wanted))
 
     def search_vectors(self, queries: np.ndarray, k: int, nprobe: int | None = None,
                        selector: faiss.IDSelector | None = None, *,
